@@ -1,0 +1,193 @@
+/**
+ * The program: command line -> config -> services -> run until a signal. `main.ts` only calls
+ * {@linkcode runPypxe} and exits with its code; everything here is testable in-process.
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { helpText, parseArgs } from "./cli.ts";
+import {
+  buildConfig,
+  type BuiltConfig,
+  ConfigError,
+  configToJson,
+  DEFAULTS,
+  type FileConfig,
+  loadConfigFile,
+} from "./config.ts";
+import { BootEvents } from "./events.ts";
+import { setupLogging, teardownLogging } from "./log.ts";
+import { NetbootError, NetbootFs } from "./netboot/fs.ts";
+import {
+  logBootEvents,
+  runUntilSignal,
+  type Service,
+  type ServiceContext,
+  type ServiceFactory,
+  ServiceGroup,
+  StartupError,
+} from "./server.ts";
+import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
+import { VERSION } from "./version.ts";
+
+/** Where the program writes; tests pass their own. */
+export interface AppIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** Stops a running server without a signal. */
+  signal?: AbortSignal;
+  /** Called once all services are listening. */
+  onReady?: (group: ServiceGroup) => void;
+}
+
+const encoder = new TextEncoder();
+const defaultIo: AppIo = {
+  stdout: (text) => Deno.stdout.writeSync(encoder.encode(text)),
+  stderr: (text) => Deno.stderr.writeSync(encoder.encode(text)),
+};
+
+/** The factories of the implemented services, in start order. */
+export const SERVICE_FACTORIES: ServiceFactory[] = [];
+
+/** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
+export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
+  let built: BuiltConfig;
+  let staticLeases: StaticLeases = new Map();
+  try {
+    const request = parseArgs(args);
+    if (request.help) {
+      io.stdout(helpText(VERSION));
+      return 0;
+    }
+    if (request.version) {
+      io.stdout(`pypxe ${VERSION}\n`);
+      return 0;
+    }
+    if (request.dumpConfig) {
+      io.stdout(configToJson(DEFAULTS) + "\n");
+      return 0;
+    }
+    const file: FileConfig = request.configFile !== undefined
+      ? await loadConfigFile(request.configFile)
+      : { values: {}, warnings: [] };
+    for (const warning of file.warnings) io.stderr(`pypxe: warning: ${warning}\n`);
+    if (request.dumpConfigMerged) {
+      io.stdout(configToJson({ ...DEFAULTS, ...file.values, ...request.flags }) + "\n");
+      return 0;
+    }
+    built = buildConfig({ file: file.values, flags: request.flags });
+    if (built.config.STATIC_CONFIG !== "") staticLeases = await loadStaticLeases(built.config.STATIC_CONFIG);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr(`pypxe: error: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const { config } = built;
+  await setupLogging({
+    debug: config.MODE_DEBUG,
+    verbose: config.MODE_VERBOSE,
+    syslog: config.SYSLOG_SERVER ? { host: config.SYSLOG_SERVER, port: config.SYSLOG_PORT } : null,
+  });
+  const log = getLogger(["pypxe"]);
+  try {
+    for (const warning of built.warnings) log.warn(warning);
+    let netboot: NetbootFs;
+    try {
+      const overlay = config.NETBOOT_DIR === DEFAULTS.NETBOOT_DIR && !(await exists(config.NETBOOT_DIR))
+        ? undefined
+        : config.NETBOOT_DIR;
+      netboot = await NetbootFs.open({ overlay });
+    } catch (err) {
+      if (err instanceof NetbootError) {
+        log.error(`--netboot-dir ${err.message}`);
+        return 2;
+      }
+      throw err;
+    }
+    const events = new BootEvents();
+    const unsubscribe = logBootEvents(events);
+    const ctx: ServiceContext = { config, netboot, events, staticLeases };
+    const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
+    const group = new ServiceGroup(services);
+    try {
+      await group.start();
+    } catch (err) {
+      if (err instanceof StartupError) {
+        log.error(err.message);
+        return 1;
+      }
+      throw err;
+    }
+    for (const line of await banner(built, netboot, services)) log.info(line);
+    io.onReady?.(group);
+    await runUntilSignal(group, { signal: io.signal });
+    unsubscribe();
+    return 0;
+  } finally {
+    await teardownLogging();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Boot files a client type is handed, for the banner. */
+const BOOT_FILES: readonly [string, string][] = [
+  ["BIOS", "pxelinux.0"],
+  ["BIOS iPXE", "undionly.kpxe"],
+  ["UEFI x64", "ipxe.efi"],
+  ["UEFI x64 (SNP)", "snponly.efi"],
+  ["iPXE script", "boot.ipxe"],
+  ["iPXE HTTP script", "boot.http.ipxe"],
+];
+
+/** The start-up banner lines: version, services and endpoints, netboot root and its boot files. */
+export async function banner(
+  built: BuiltConfig,
+  netboot: NetbootFs,
+  services: readonly Service[],
+): Promise<string[]> {
+  const { config, iface } = built;
+  const lines = [`pypxe ${VERSION} ready`];
+  const wanted = [
+    config.USE_DHCP ? (config.DHCP_MODE_PROXY ? "dhcp (proxy)" : "dhcp") : null,
+    config.USE_TFTP ? "tftp" : null,
+    config.USE_HTTP ? "http" : null,
+    config.NBD_BLOCK_DEVICE !== "" ? "nbd" : null,
+  ].filter((s): s is string => s !== null);
+  for (const service of services) lines.push(`  ${service.name.padEnd(5)} ${service.endpoints().join(", ")}`);
+  const running = new Set(services.map((s) => s.name));
+  const pending = wanted.filter((w) => !running.has(w.split(" ")[0]));
+  if (pending.length > 0) lines.push(`  not yet implemented in this build: ${pending.join(", ")}`);
+  if (wanted.length === 0) lines.push("  no services enabled (--no-tftp without --dhcp/--http/--nbd)");
+  lines.push(`  netboot: ${netboot.describe()}`);
+  const found: string[] = [];
+  for (const [client, file] of BOOT_FILES) {
+    try {
+      await netboot.resolve(file);
+      found.push(`${client}: ${file}`);
+    } catch {
+      // not present: not listed
+    }
+  }
+  lines.push(`  boot files: ${found.length > 0 ? found.join(", ") : "none found (run: deno task netboot)"}`);
+  if (config.USE_DHCP) {
+    const mode = config.DHCP_MODE_PROXY
+      ? "proxyDHCP"
+      : `range ${config.DHCP_OFFER_BEGIN}-${config.DHCP_OFFER_END}`;
+    const via = iface
+      ? ` on ${iface.name} (${iface.reason === "--interface" ? "--interface" : "the only IPv4 interface"})`
+      : "";
+    lines.push(
+      `  dhcp: server ${config.DHCP_SERVER_IP}/${config.DHCP_SUBNET}${via}, ${mode}, boot file ${config.NETBOOT_FILE}`,
+    );
+  }
+  return lines;
+}

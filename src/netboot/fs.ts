@@ -1,0 +1,228 @@
+/**
+ * The netboot file tree: the embedded default `netboot/` overlaid by a user's `--netboot-dir`.
+ *
+ * One resolver is shared by TFTP and HTTP, so both refuse the same hostile paths: `..`, NUL, absolute
+ * paths outside the root, and symlinks whose target leaves the root. `\` is mapped to `/`, a leading `/`
+ * is stripped, and a path that does not exist as typed falls back to a case-insensitive match.
+ * @module
+ */
+import { join, resolve as resolvePath, sep } from "node:path";
+
+/** Why a path could not be served. */
+export type NetbootErrorCode = "not-found" | "forbidden" | "is-directory";
+
+/** A path that cannot be served, with the reason as a code. */
+export class NetbootError extends Error {
+  /** Creates the error for `path` with a reason code. */
+  constructor(readonly code: NetbootErrorCode, readonly path: string, detail: string) {
+    super(`${path}: ${detail}`);
+    this.name = "NetbootError";
+  }
+}
+
+/** A file found in the tree. */
+export interface NetbootFile {
+  /** The normalised relative name, with `/` separators and no leading slash. */
+  readonly name: string;
+  /** The absolute path on disk (after following symlinks inside the root). */
+  readonly path: string;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Modification time, when the file system reports one. */
+  readonly mtime: Date | null;
+  /** Which layer the file came from. */
+  readonly layer: "overlay" | "embedded";
+}
+
+/** Where the embedded default tree lives: `netboot/` beside `src/` (also inside a compiled binary). */
+export const EMBEDDED_ROOT: string = resolvePath(import.meta.dirname ?? ".", "..", "..", "netboot");
+
+/**
+ * Turns a client-supplied name into safe relative path segments, or throws `NetbootError("forbidden")`.
+ *
+ * @example
+ * ```ts
+ * normaliseName("\\pxelinux.cfg\\default"); // ["pxelinux.cfg", "default"]
+ * ```
+ */
+export function normaliseName(raw: string): string[] {
+  if (raw.includes("\0")) throw new NetbootError("forbidden", raw, "NUL byte in path");
+  const segments: string[] = [];
+  for (const seg of raw.replaceAll("\\", "/").split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") throw new NetbootError("forbidden", raw, "'..' is not allowed");
+    if (/^[a-zA-Z]:$/.test(seg) && segments.length === 0) {
+      throw new NetbootError("forbidden", raw, "drive letters are not allowed");
+    }
+    segments.push(seg);
+  }
+  if (segments.length === 0) throw new NetbootError("is-directory", raw, "is the root directory");
+  return segments;
+}
+
+/** Options of {@linkcode NetbootFs}. */
+export interface NetbootFsOptions {
+  /** The user's directory, searched first; omitted means the embedded tree only. */
+  overlay?: string;
+  /** The embedded default tree (tests may point this elsewhere). */
+  embedded?: string;
+}
+
+/** The two-layer netboot tree with traversal-proof lookups. */
+export class NetbootFs {
+  /** Roots in search order, each as its real (symlink-free) absolute path. */
+  readonly roots: readonly { dir: string; layer: "overlay" | "embedded" }[];
+
+  private constructor(roots: { dir: string; layer: "overlay" | "embedded" }[]) {
+    this.roots = roots;
+  }
+
+  /**
+   * Opens the tree. A missing overlay directory is an error; a missing embedded tree is tolerated
+   * (the overlay then serves alone).
+   */
+  static async open(opts: NetbootFsOptions = {}): Promise<NetbootFs> {
+    const roots: { dir: string; layer: "overlay" | "embedded" }[] = [];
+    if (opts.overlay !== undefined) {
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(opts.overlay);
+      } catch {
+        throw new NetbootError("not-found", opts.overlay, "netboot directory does not exist");
+      }
+      if (!info.isDirectory) throw new NetbootError("not-found", opts.overlay, "is not a directory");
+      roots.push({ dir: await Deno.realPath(opts.overlay), layer: "overlay" });
+    }
+    const embedded = opts.embedded ?? EMBEDDED_ROOT;
+    try {
+      const real = await Deno.realPath(embedded);
+      // `--netboot-dir netboot` run from the source tree is the embedded tree itself
+      const same = roots.findIndex((r) => r.dir === real);
+      if (same >= 0) roots.splice(same, 1);
+      roots.push({ dir: real, layer: "embedded" });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    return new NetbootFs(roots);
+  }
+
+  /** Finds `name` in the overlay, then in the embedded tree; throws `NetbootError` when it cannot. */
+  async resolve(name: string): Promise<NetbootFile> {
+    const segments = normaliseName(name);
+    let lastError: NetbootError | undefined;
+    for (const root of this.roots) {
+      try {
+        return await this.resolveIn(root.dir, root.layer, segments, name);
+      } catch (err) {
+        if (!(err instanceof NetbootError)) throw err;
+        if (err.code !== "not-found") throw err;
+        lastError = err;
+      }
+    }
+    throw lastError ?? new NetbootError("not-found", name, "no such file");
+  }
+
+  private async resolveIn(
+    root: string,
+    layer: "overlay" | "embedded",
+    segments: string[],
+    name: string,
+  ): Promise<NetbootFile> {
+    let candidate = join(root, ...segments);
+    let info = await lstatOrNull(candidate);
+    if (info === null) {
+      const found = await findCaseInsensitive(root, segments);
+      if (found === null) throw new NetbootError("not-found", name, "no such file");
+      candidate = found;
+      info = await lstatOrNull(candidate);
+      if (info === null) throw new NetbootError("not-found", name, "no such file");
+    }
+    let real: string;
+    try {
+      real = await Deno.realPath(candidate);
+    } catch {
+      throw new NetbootError("not-found", name, "dangling symlink");
+    }
+    if (real !== root && !real.startsWith(root + sep)) {
+      throw new NetbootError("forbidden", name, "resolves outside the netboot root");
+    }
+    const stat = await Deno.stat(real);
+    if (stat.isDirectory) throw new NetbootError("is-directory", name, "is a directory");
+    if (!stat.isFile) throw new NetbootError("forbidden", name, "is not a regular file");
+    return {
+      name: real.slice(root.length + 1).split(sep).join("/"),
+      path: real,
+      size: stat.size,
+      mtime: stat.mtime,
+      layer,
+    };
+  }
+
+  /** Lists every regular file of the merged tree (overlay wins), as relative names, depth-first. */
+  async list(opts: { maxEntries?: number } = {}): Promise<NetbootFile[]> {
+    const limit = opts.maxEntries ?? 100_000;
+    const seen = new Map<string, NetbootFile>();
+    for (const root of this.roots) {
+      const stack: string[] = [""];
+      while (stack.length > 0 && seen.size < limit) {
+        const rel = stack.pop()!;
+        let entries: Deno.DirEntry[];
+        try {
+          entries = await Array.fromAsync(Deno.readDir(join(root.dir, rel)));
+        } catch {
+          continue;
+        }
+        for (const entry of entries) {
+          const childRel = rel === "" ? entry.name : `${rel}/${entry.name}`;
+          if (entry.isDirectory) stack.push(childRel);
+          else if (!seen.has(childRel)) {
+            try {
+              const file = await this.resolveIn(root.dir, root.layer, childRel.split("/"), childRel);
+              seen.set(childRel, { ...file, name: childRel });
+            } catch (err) {
+              if (!(err instanceof NetbootError)) throw err;
+            }
+          }
+        }
+      }
+    }
+    return [...seen.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Describes the tree for the banner: `overlay DIR over embedded DIR` or `embedded DIR`. */
+  describe(): string {
+    return this.roots.map((r) => `${r.layer} ${r.dir}`).join(" over ");
+  }
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return null;
+    throw err;
+  }
+}
+
+/** Walks `segments` under `root`, matching each one case-insensitively; bounded by directory sizes. */
+async function findCaseInsensitive(root: string, segments: string[]): Promise<string | null> {
+  let dir = root;
+  for (const seg of segments) {
+    const wanted = seg.toLowerCase();
+    let match: string | null = null;
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        if (entry.name === seg) {
+          match = entry.name;
+          break;
+        }
+        if (match === null && entry.name.toLowerCase() === wanted) match = entry.name;
+      }
+    } catch {
+      return null;
+    }
+    if (match === null) return null;
+    dir = join(dir, match);
+  }
+  return dir;
+}

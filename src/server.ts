@@ -1,0 +1,164 @@
+/**
+ * Lifecycle: the `Service` shape every protocol server has, starting the enabled services together,
+ * the start-up banner, and graceful shutdown on signals.
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { PxeConfig } from "./config.ts";
+import type { BootEvents } from "./events.ts";
+import type { NetbootFs } from "./netboot/fs.ts";
+import type { StaticLeases } from "./static_leases.ts";
+
+/** A protocol server that can be started and stopped. */
+export interface Service {
+  /** Short name: `tftp`, `dhcp`, `http`, `nbd`. */
+  readonly name: string;
+  /** Binds its sockets; rejects with an `Error` whose message is one clear line. */
+  start(): Promise<void>;
+  /** Closes its sockets and finishes or abandons running work; never rejects. */
+  stop(): Promise<void>;
+  /** What it listens on, e.g. `UDP 0.0.0.0:69`, for the banner. */
+  endpoints(): string[];
+  /** Saves state (leases) and reloads what can be reloaded (static leases); SIGHUP calls it. */
+  reload?(): Promise<void>;
+}
+
+/** What every service is built from. */
+export interface ServiceContext {
+  readonly config: PxeConfig;
+  readonly netboot: NetbootFs;
+  readonly events: BootEvents;
+  readonly staticLeases: StaticLeases;
+}
+
+/** A service factory; returns null when the service is off in `config`. */
+export type ServiceFactory = (ctx: ServiceContext) => Service | null;
+
+/** A failure to start: the one-line message is meant for the user. */
+export class StartupError extends Error {
+  /** Creates the error with a one-line message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "StartupError";
+  }
+}
+
+/** Services started together; if one fails to start, those already started are stopped. */
+export class ServiceGroup {
+  readonly #services: Service[];
+  #started: Service[] = [];
+
+  /** Groups `services` in start order. */
+  constructor(services: Service[]) {
+    this.#services = services;
+  }
+
+  /** Starts every service in order; rejects with the first failure after stopping the others. */
+  async start(): Promise<void> {
+    for (const service of this.#services) {
+      try {
+        await service.start();
+      } catch (err) {
+        await this.stop();
+        throw new StartupError(err instanceof Error ? err.message : String(err));
+      }
+      this.#started.push(service);
+    }
+  }
+
+  /** Stops the started services in reverse order. */
+  async stop(): Promise<void> {
+    const started = this.#started.reverse();
+    this.#started = [];
+    for (const service of started) await service.stop();
+  }
+
+  /** Calls `reload()` on every service that has one. */
+  async reload(): Promise<void> {
+    for (const service of this.#started) await service.reload?.();
+  }
+
+  /** The running services. */
+  get services(): readonly Service[] {
+    return this.#services;
+  }
+}
+
+/** Options of {@linkcode runUntilSignal}. */
+export interface RunOptions {
+  /** Called once the group is stopped, before the promise settles. */
+  onStopped?: () => Promise<void> | void;
+  /** Ends the run without a signal (tests, library use). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Waits for SIGINT/SIGTERM (or `opts.signal`) and stops the group; SIGHUP reloads. SIGUSR1 is never
+ * used: Deno opens its inspector on it. Resolves with the name of what ended the run.
+ */
+export function runUntilSignal(group: ServiceGroup, opts: RunOptions = {}): Promise<string> {
+  const log = getLogger(["pypxe"]);
+  return new Promise((resolve) => {
+    let stopping = false;
+    const listeners: [Deno.Signal, () => void][] = [];
+    // signal listeners alone do not keep the process alive; this timer does, until the run ends
+    const keepAlive = setInterval(() => {}, 3_600_000);
+    const finish = async (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(keepAlive);
+      for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+      log.info("{reason}: stopping", { reason });
+      await group.stop();
+      await opts.onStopped?.();
+      resolve(reason);
+    };
+    const onSignal = (sig: Deno.Signal, fn: () => void) => {
+      try {
+        Deno.addSignalListener(sig, fn);
+        listeners.push([sig, fn]);
+      } catch {
+        // Windows has no SIGTERM/SIGHUP listeners; Ctrl-C still works
+      }
+    };
+    onSignal("SIGINT", () => void finish("SIGINT"));
+    onSignal("SIGTERM", () => void finish("SIGTERM"));
+    onSignal("SIGHUP", () => {
+      log.info("SIGHUP: saving state and reloading");
+      group.reload().catch((err) => log.error("reload failed: {err}", { err: String(err) }));
+    });
+    if (opts.signal?.aborted) void finish("stop requested");
+    opts.signal?.addEventListener("abort", () => void finish("stop requested"), { once: true });
+  });
+}
+
+/** Subscribes the per-boot INFO lines (one per DHCP answer and per finished transfer) to `events`. */
+export function logBootEvents(events: BootEvents): () => void {
+  return events.subscribe((event) => {
+    switch (event.kind) {
+      case "dhcp": {
+        const log = getLogger(["pypxe", "dhcp"]);
+        const client = event.client ? ` (${event.client})` : "";
+        const what = [event.ip, event.bootFile].filter((x) => x !== undefined).join(" ");
+        const reason = event.reason ? ` [${event.reason}]` : "";
+        log.info(
+          `${event.mac} ${event.received}${client} -> ${event.sent}${what ? " " + what : ""}${reason}`,
+        );
+        break;
+      }
+      case "transfer-end": {
+        const log = getLogger(["pypxe", event.service]);
+        const mb = event.bytes / 1e6;
+        const secs = event.ms / 1000;
+        const size = mb >= 0.1 ? `${mb.toFixed(1)} MB` : `${event.bytes} bytes`;
+        const rate = secs > 0 ? ` (${(mb / secs).toFixed(1)} MB/s)` : "";
+        if (event.outcome === "ok") {
+          log.info(`${event.client} ${event.file} ${size} in ${secs.toFixed(2)} s${rate}`);
+        } else {
+          log.warn(`${event.client} ${event.file} failed after ${size}: ${event.outcome}`);
+        }
+        break;
+      }
+    }
+  });
+}
