@@ -15,7 +15,7 @@ import {
   loadConfigFile,
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
-import { setupLogging, teardownLogging } from "./log.ts";
+import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs } from "./netboot/fs.ts";
 import {
   logBootEvents,
@@ -89,7 +89,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     verbose: config.MODE_VERBOSE,
     syslog: config.SYSLOG_SERVER ? { host: config.SYSLOG_SERVER, port: config.SYSLOG_PORT } : null,
   });
-  const log = getLogger(["pypxe"]);
+  const log = getLogger(MAIN_CATEGORY);
   try {
     for (const warning of built.warnings) log.warn(warning);
     let netboot: NetbootFs;
@@ -119,9 +119,11 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
       }
       throw err;
     }
+    // listen for signals before saying "ready", so a signal right after it is handled
+    const stopped = runUntilSignal(group, { signal: io.signal });
     for (const line of await banner(built, netboot, services)) log.info(line);
     io.onReady?.(group);
-    await runUntilSignal(group, { signal: io.signal });
+    await stopped;
     unsubscribe();
     return 0;
   } finally {
@@ -155,7 +157,7 @@ export async function banner(
   services: readonly Service[],
 ): Promise<string[]> {
   const { config, iface } = built;
-  const lines = [`pypxe ${VERSION} ready`];
+  const lines = [`pypxe ${VERSION}`];
   const wanted = [
     config.USE_DHCP ? (config.DHCP_MODE_PROXY ? "dhcp (proxy)" : "dhcp") : null,
     config.USE_TFTP ? "tftp" : null,
@@ -189,5 +191,6 @@ export async function banner(
       `  dhcp: server ${config.DHCP_SERVER_IP}/${config.DHCP_SUBNET}${via}, ${mode}, boot file ${config.NETBOOT_FILE}`,
     );
   }
+  lines.push("ready");
   return lines;
 }

@@ -38,7 +38,7 @@ const LEVEL_TEXT: Record<LogLevel, string> = {
 /** Renders a record as `2026-11-27 10:00:00.123 INFO  tftp  message`. */
 export function formatLine(record: LogRecord): string {
   const time = new Date(record.timestamp).toISOString().replace("T", " ").slice(0, 23);
-  const service = record.category.slice(1).join(".") || "pypxe";
+  const service = record.category.slice(1).join(".") || "main";
   const message = record.message.map((part) => typeof part === "string" ? part : String(part)).join("");
   return `${time} ${LEVEL_TEXT[record.level].padEnd(5)} ${service.padEnd(5)} ${message}`;
 }
@@ -55,6 +55,9 @@ function writeStderr(line: string): void {
     // stderr closed: nothing else to tell
   }
 }
+
+/** The logger of the program itself (banner, lifecycle); services use `["pypxe", service]`. */
+export const MAIN_CATEGORY: readonly string[] = ["pypxe", "main"];
 
 /** Configures LogTape for the whole process; call {@linkcode teardownLogging} to flush the sinks. */
 export async function setupLogging(opts: LoggingOptions = {}): Promise<void> {
@@ -75,7 +78,9 @@ export async function setupLogging(opts: LoggingOptions = {}): Promise<void> {
     sinks,
     loggers: [
       { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-      { category: ["pypxe"], sinks: used, lowestLevel: "info" },
+      // the parent passes everything; each child category sets its own level
+      { category: ["pypxe"], sinks: used, lowestLevel: "trace" },
+      { category: ["pypxe", "main"], lowestLevel: "info" },
       ...SERVICE_NAMES.map((service) => ({
         category: ["pypxe", service],
         lowestLevel: levelFor(service, opts),

@@ -5,6 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { PxeConfig } from "./config.ts";
+import { MAIN_CATEGORY } from "./log.ts";
 import type { BootEvents } from "./events.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 import type { StaticLeases } from "./static_leases.ts";
@@ -97,7 +98,7 @@ export interface RunOptions {
  * used: Deno opens its inspector on it. Resolves with the name of what ended the run.
  */
 export function runUntilSignal(group: ServiceGroup, opts: RunOptions = {}): Promise<string> {
-  const log = getLogger(["pypxe"]);
+  const log = getLogger(MAIN_CATEGORY);
   return new Promise((resolve) => {
     let stopping = false;
     const listeners: [Deno.Signal, () => void][] = [];

@@ -1,0 +1,27 @@
+/**
+ * pypxe as a library: each service can be used on its own, like PyPXE's `from pypxe import tftp`.
+ *
+ * @example
+ * ```ts
+ * import { NetbootFs, BootEvents, TftpServer } from "pypxe";
+ * const netboot = await NetbootFs.open({ overlay: "./tftpboot" });
+ * const tftp = new TftpServer({ host: "0.0.0.0", port: 69, netboot, events: new BootEvents() });
+ * await tftp.start();
+ * ```
+ * @module
+ */
+export { runPypxe } from "./app.ts";
+export {
+  buildConfig,
+  ConfigError,
+  DEFAULTS,
+  loadConfigFile,
+  parseConfigJson,
+  type PxeConfig,
+} from "./config.ts";
+export { parseArgs } from "./cli.ts";
+export { type BootEvent, BootEvents } from "./events.ts";
+export { setupLogging, teardownLogging } from "./log.ts";
+export { NetbootError, type NetbootFile, NetbootFs } from "./netboot/fs.ts";
+export { type Service, ServiceGroup } from "./server.ts";
+export { loadStaticLeases, parseStaticLeases, type StaticLeases } from "./static_leases.ts";
