@@ -27,6 +27,8 @@ import {
   StartupError,
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
+import { createNbdService } from "./nbd/server.ts";
+import { createTftpService } from "./tftp/server.ts";
 import { VERSION } from "./version.ts";
 
 /** Where the program writes; tests pass their own. */
@@ -46,7 +48,7 @@ const defaultIo: AppIo = {
 };
 
 /** The factories of the implemented services, in start order. */
-export const SERVICE_FACTORIES: ServiceFactory[] = [];
+export const SERVICE_FACTORIES: ServiceFactory[] = [createTftpService, createNbdService];
 
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
@@ -162,7 +164,7 @@ export async function banner(
     config.USE_DHCP ? (config.DHCP_MODE_PROXY ? "dhcp (proxy)" : "dhcp") : null,
     config.USE_TFTP ? "tftp" : null,
     config.USE_HTTP ? "http" : null,
-    config.NBD_BLOCK_DEVICE !== "" ? "nbd" : null,
+    [config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "") ? "nbd" : null,
   ].filter((s): s is string => s !== null);
   for (const service of services) lines.push(`  ${service.name.padEnd(5)} ${service.endpoints().join(", ")}`);
   const running = new Set(services.map((s) => s.name));

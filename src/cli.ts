@@ -105,7 +105,9 @@ export function parseArgs(args: readonly string[]): CliRequest {
       } else {
         const setting = SETTINGS[target.key];
         const raw = takeValue();
-        flags[target.key] = raw;
+        const before = flags[target.key];
+        // a repeated list flag (--nbd a.img --nbd b.img) collects its values
+        flags[target.key] = setting.kind === "path-list" && before !== undefined ? [before, raw].flat() : raw;
         if (setting.kind === "port" || setting.kind === "int") {
           if (!/^\d+$/.test(raw)) {
             const range = setting.kind === "port" ? "1-65535" : `${setting.min}-${setting.max}`;
@@ -121,7 +123,7 @@ export function parseArgs(args: readonly string[]): CliRequest {
     if (given.length > 1) throw new ConfigError(`${given[1]}: not allowed with ${given[0]}`);
   }
   if (used.has("--no-dhcp")) flags.DHCP_MODE_PROXY = false;
-  if (used.has("--nbd") && flags.NBD_BLOCK_DEVICE === "") {
+  if (used.has("--nbd") && [flags.NBD_BLOCK_DEVICE].flat().includes("")) {
     throw new ConfigError("--nbd: expected a file or block device");
   }
   return { flags: flags as Partial<PxeConfig>, configFile, ...request };

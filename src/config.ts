@@ -44,7 +44,8 @@ export interface PxeConfig {
   TFTP_SERVER_IP: string;
   NETBOOT_DIR: string;
   NETBOOT_FILE: string;
-  NBD_BLOCK_DEVICE: string;
+  /** One image, or several (`--nbd` repeated, or a JSON array). */
+  NBD_BLOCK_DEVICE: string | string[];
   NBD_WRITE: boolean;
   NBD_COW: boolean;
   NBD_COW_IN_MEM: boolean;
@@ -56,6 +57,8 @@ export interface PxeConfig {
   DHCP_LEASE_TIME: number;
   TFTP_MAX_BLKSIZE: number;
   TFTP_MAX_WINDOWSIZE: number;
+  NBD_STATE_DIR: string;
+  NBD_COW_MEM_LIMIT: number;
 }
 
 /** A configuration key. */
@@ -72,6 +75,7 @@ export type SettingKind =
   | "port"
   | "int"
   | "ip-list"
+  | "path-list"
   | "services";
 
 /** The `--help` group a setting is listed under (PyPXE's README tables, then ours). */
@@ -135,6 +139,8 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   DHCP_LEASE_TIME: 86400,
   TFTP_MAX_BLKSIZE: 65464,
   TFTP_MAX_WINDOWSIZE: 64,
+  NBD_STATE_DIR: "",
+  NBD_COW_MEM_LIMIT: 1 << 30,
 });
 
 /** The settings table: one row per key, in `--help` order. */
@@ -345,11 +351,11 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     help: "HTTP server IP address to bind to",
   },
   NBD_BLOCK_DEVICE: {
-    kind: "string",
+    kind: "path-list",
     group: "nbd",
     flag: "--nbd",
     metavar: "FILE",
-    help: "Serve this block device or disk image over NBD (enables NBD)",
+    help: "Serve this block device or disk image over NBD (enables NBD; repeat for several exports)",
   },
   NBD_WRITE: {
     kind: "bool",
@@ -385,6 +391,24 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     help: "NBD server IP to bind to",
   },
   NBD_PORT: { kind: "port", group: "nbd", flag: "--nbd-port", metavar: "N", help: "NBD server port" },
+  NBD_STATE_DIR: {
+    kind: "string",
+    group: "nbd",
+    flag: "--nbd-state-dir",
+    metavar: "DIR",
+    ours: true,
+    help: "Directory for copy-on-write files (stale ones are removed at start; default: a temp dir)",
+  },
+  NBD_COW_MEM_LIMIT: {
+    kind: "int",
+    group: "nbd",
+    flag: "--nbd-cow-mem-limit",
+    metavar: "BYTES",
+    min: 1 << 20,
+    max: Number.MAX_SAFE_INTEGER,
+    ours: true,
+    help: "Total RAM for --nbd-cow-in-mem overlays; writes beyond it fail with ENOSPC",
+  },
 };
 
 /** JSON keys accepted as another spelling of a key (PyPXE's own example_cfg.json says NBD_SERVER_PORT). */
@@ -463,6 +487,13 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
         };
       }
       return { ok: true, value: n };
+    }
+    case "path-list": {
+      if (typeof value === "string") return { ok: true, value };
+      if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string" && v !== "")) {
+        return { ok: true, value: value.length === 1 ? value[0] : value };
+      }
+      return { ok: false, reason: `expected a file name or a list of file names, got ${shown}` };
     }
     case "services": {
       if (typeof value !== "string") {

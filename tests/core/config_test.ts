@@ -238,3 +238,23 @@ Deno.test("--debug/--verbose service selection uses PyPXE's syntax", () => {
   assert.equal(serviceSelected("", "tftp"), false);
   assert.equal(serviceSelected("ALL", "nbd"), true);
 });
+
+Deno.test("--nbd repeats into a list; JSON takes a string or a list", () => {
+  assert.equal(parseArgs(["--nbd", "a.img"]).flags.NBD_BLOCK_DEVICE, "a.img");
+  assert.deepEqual(parseArgs(["--nbd", "a.img", "--nbd", "b.iso"]).flags.NBD_BLOCK_DEVICE, [
+    "a.img",
+    "b.iso",
+  ]);
+  assert.deepEqual(
+    parseConfigJson(`{"NBD_BLOCK_DEVICE": ["x.img", "y.img"]}`, "c.json").values.NBD_BLOCK_DEVICE,
+    [
+      "x.img",
+      "y.img",
+    ],
+  );
+  throwsConfig(
+    () => parseConfigJson(`{"NBD_BLOCK_DEVICE": [1]}`, "c.json"),
+    /NBD_BLOCK_DEVICE: expected a file name/,
+  );
+  throwsConfig(() => parseArgs(["--nbd", ""]), /--nbd: expected a file or block device/);
+});

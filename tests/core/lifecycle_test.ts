@@ -107,3 +107,49 @@ Deno.test("it starts, prints its banner, and SIGTERM / SIGINT stop it with exit 
     assert.ok(pypxe.lines.some((l) => l.includes(`${signal}: stopping`)));
   }
 });
+
+Deno.test("a busy port and a port below 1024 without the capability are one clear line, exit 1", async () => {
+  const blocker = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (blocker.addr as Deno.NetAddr).port;
+  try {
+    const busy = await runPypxeOnce(["--tftp-port", String(port), "--tftp-server-ip", "127.0.0.1"]);
+    assert.equal(busy.code, 1, busy.stderr);
+    assert.match(busy.stderr, new RegExp(`ERROR main {2}tftp: UDP 127\\.0\\.0\\.1:${port} is in use: `));
+  } finally {
+    blocker.close();
+  }
+  if (
+    Deno.uid() !== 0 || new Deno.Command("sh", { args: ["-c", "command -v capsh"] }).outputSync().code !== 0
+  ) {
+    return; // the privileged-port case needs root to drop the capability from
+  }
+  // root without CAP_NET_BIND_SERVICE gets the kernel's EACCES, exactly like an unprivileged user
+  const denied = await runPypxeOnce(["--tftp-server-ip", "127.0.0.1"], {
+    prefix: ["capsh", "--drop=cap_net_bind_service", "--"],
+  });
+  assert.equal(denied.code, 1, denied.stderr);
+  assert.match(
+    denied.stderr,
+    /tftp: cannot bind UDP 127\.0\.0\.1:69: permission denied; ports below 1024 need root: run as root or give the binary cap_net_bind_service/,
+  );
+});
+
+Deno.test("the started server serves the embedded tree over TFTP (curl)", async () => {
+  const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const pypxe = await startPypxe(["--tftp-port", String(port), "--tftp-server-ip", "127.0.0.1"]);
+  try {
+    const out = await new Deno.Command("curl", {
+      args: ["-sS", "--max-time", "10", `tftp://127.0.0.1:${port}/pxelinux.cfg/default`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const expected = await Deno.readTextFile(new URL("../../netboot/pxelinux.cfg/default", import.meta.url));
+    assert.equal(new TextDecoder().decode(out.stdout), expected);
+    await pypxe.waitFor(/tftp .*pxelinux\.cfg\/default/);
+  } finally {
+    assert.equal(await pypxe.stop("SIGTERM"), 0);
+  }
+});

@@ -20,7 +20,9 @@ export interface PypxeProcess {
 export function pypxeCommand(args: readonly string[], opts: { prefix?: string[] } = {}): Deno.Command {
   const deno = Deno.execPath();
   const argv = [deno, "run", "-P", "--no-prompt", `${ROOT}main.ts`, ...args];
-  const [cmd, ...rest] = [...(opts.prefix ?? []), ...argv];
+  // a prefix such as `capsh ... --` runs the command through `sh -c`
+  const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const [cmd, ...rest] = opts.prefix ? [...opts.prefix, "-c", quoted] : argv;
   return new Deno.Command(cmd, {
     args: rest,
     cwd: ROOT,
