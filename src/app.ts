@@ -27,6 +27,7 @@ import {
   StartupError,
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
+import { createDhcpService } from "./dhcp/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
 import { VERSION } from "./version.ts";
@@ -48,7 +49,7 @@ const defaultIo: AppIo = {
 };
 
 /** The factories of the implemented services, in start order. */
-export const SERVICE_FACTORIES: ServiceFactory[] = [createTftpService, createNbdService];
+export const SERVICE_FACTORIES: ServiceFactory[] = [createTftpService, createDhcpService, createNbdService];
 
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {

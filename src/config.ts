@@ -59,6 +59,13 @@ export interface PxeConfig {
   TFTP_MAX_WINDOWSIZE: number;
   NBD_STATE_DIR: string;
   NBD_COW_MEM_LIMIT: number;
+  DHCP_PXE_ONLY: boolean;
+  DHCP_DOMAIN: string;
+  NETBOOT_FILE_BIOS: string;
+  NETBOOT_FILE_EFI32: string;
+  NETBOOT_FILE_EFI64: string;
+  NETBOOT_FILE_ARM32: string;
+  NETBOOT_FILE_ARM64: string;
 }
 
 /** A configuration key. */
@@ -141,6 +148,13 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   TFTP_MAX_WINDOWSIZE: 64,
   NBD_STATE_DIR: "",
   NBD_COW_MEM_LIMIT: 1 << 30,
+  DHCP_PXE_ONLY: false,
+  DHCP_DOMAIN: "",
+  NETBOOT_FILE_BIOS: "",
+  NETBOOT_FILE_EFI32: "",
+  NETBOOT_FILE_EFI64: "",
+  NETBOOT_FILE_ARM32: "",
+  NETBOOT_FILE_ARM64: "",
 });
 
 /** The settings table: one row per key, in `--help` order. */
@@ -299,6 +313,22 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     ours: true,
     help: "DHCP lease time",
   },
+  DHCP_PXE_ONLY: {
+    kind: "bool",
+    group: "dhcp",
+    flag: "--dhcp-pxe-only",
+    noFlag: "--no-dhcp-pxe-only",
+    ours: true,
+    help: "Answer PXE clients only, as PyPXE did (by default other clients get plain leases)",
+  },
+  DHCP_DOMAIN: {
+    kind: "string",
+    group: "dhcp",
+    flag: "--dhcp-domain",
+    metavar: "NAME",
+    ours: true,
+    help: "Domain name sent to clients (option 15)",
+  },
   NETBOOT_DIR: {
     kind: "string",
     group: "files",
@@ -313,6 +343,46 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     metavar: "NAME",
     help:
       "PXE boot file name (default: pxelinux.0; boot.ipxe with --ipxe; boot.http.ipxe with --ipxe --http)",
+  },
+  NETBOOT_FILE_BIOS: {
+    kind: "string",
+    group: "files",
+    flag: "--netboot-file-bios",
+    metavar: "NAME",
+    ours: true,
+    help: "Boot file for BIOS clients (default: --netboot-file, or undionly.kpxe with --ipxe)",
+  },
+  NETBOOT_FILE_EFI32: {
+    kind: "string",
+    group: "files",
+    flag: "--netboot-file-efi32",
+    metavar: "NAME",
+    ours: true,
+    help: "Boot file for 32-bit x86 UEFI clients (default: ipxe-ia32.efi)",
+  },
+  NETBOOT_FILE_EFI64: {
+    kind: "string",
+    group: "files",
+    flag: "--netboot-file-efi64",
+    metavar: "NAME",
+    ours: true,
+    help: "Boot file for x64 UEFI clients (default: ipxe.efi; snponly.efi is the usual alternative)",
+  },
+  NETBOOT_FILE_ARM32: {
+    kind: "string",
+    group: "files",
+    flag: "--netboot-file-arm32",
+    metavar: "NAME",
+    ours: true,
+    help: "Boot file for 32-bit ARM UEFI clients (default: ipxe-arm32.efi)",
+  },
+  NETBOOT_FILE_ARM64: {
+    kind: "string",
+    group: "files",
+    flag: "--netboot-file-arm64",
+    metavar: "NAME",
+    ours: true,
+    help: "Boot file for ARM64 UEFI clients (default: ipxe-arm64.efi)",
   },
   TFTP_PORT: { kind: "port", group: "tftp", flag: "--tftp-port", metavar: "N", help: "TFTP server port" },
   TFTP_SERVER_IP: {

@@ -189,9 +189,28 @@ function bad(field: string, reason: string): never {
 
 /** Parses a dotted IPv4 string into 4 bytes, or returns undefined. */
 export function parseIp(ip: string): Uint8Array | undefined {
-  const parts = ip.split(".");
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
-  return Uint8Array.from(parts, Number);
+  // hand-written (no split/regex): this runs several times for every reply the DHCP server encodes
+  if (typeof ip !== "string") return undefined;
+  const out = new Uint8Array(4);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) { // "."
+      if (digits === 0 || part === 3) return undefined;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      value = value * 10 + c - 48;
+      digits++;
+      if (value > 255) return undefined;
+    } else return undefined;
+  }
+  if (part !== 3 || digits === 0) return undefined;
+  out[3] = value;
+  return out;
 }
 
 /** Formats 4 bytes at `offset` as a dotted IPv4 string. */

@@ -77,8 +77,12 @@ const fromUtf8 = new TextDecoder();
 
 /** Formats hardware address bytes as lowercase colon-separated hex. */
 export function formatMac(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += (i === 0 ? "" : ":") + HEX[bytes[i]];
+  return out;
 }
+
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
 /** Parses "aa:bb:cc:dd:ee:ff" (or "-" separated) into bytes; throws DhcpEncodeError when malformed. */
 export function parseMac(mac: string): Uint8Array {

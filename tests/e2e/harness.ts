@@ -83,6 +83,8 @@ export class Segment {
   readonly subnet: string;
   readonly serverIf = "srv0";
   #taps = 0;
+  #hosts = 0;
+  #extra: string[] = [];
 
   private constructor(readonly tag: string, readonly index: number) {
     this.serverNs = `pxe-${tag}-s`;
@@ -132,6 +134,28 @@ export class Segment {
     return name;
   }
 
+  /** Adds another host namespace on the bridge with address `ip`/24 (e.g. a second DHCP server). */
+  async addHost(ip: string): Promise<{ ns: string; ifname: string }> {
+    const n = this.#hosts++;
+    const ns = `pxe-${this.tag}-h${n}`;
+    this.#extra.push(ns);
+    const s = (args: string) => sh(["sh", "-c", args]);
+    await s(`ip netns add ${ns}`);
+    await s(
+      `ip netns exec ${ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1`,
+    );
+    await s(`ip link add h${n}-${this.tag} type veth peer name hup${n}-${this.tag}`);
+    await s(`ip link set h${n}-${this.tag} netns ${ns} name eth0`);
+    await s(`ip link set hup${n}-${this.tag} netns ${this.clientNs} name hup${n}`);
+    await s(
+      `ip -n ${this.clientNs} link set hup${n} master br0 && ip -n ${this.clientNs} link set hup${n} up`,
+    );
+    await s(
+      `ip -n ${ns} addr add ${ip}/24 dev eth0 && ip -n ${ns} link set eth0 up && ip -n ${ns} link set lo up`,
+    );
+    return { ns, ifname: "eth0" };
+  }
+
   /** Applies `tc netem` (e.g. `loss 5%`, `delay 0.5ms`) on the server's link. */
   async netem(spec: string): Promise<void> {
     await sh([
@@ -153,7 +177,7 @@ export class Segment {
 
   /** Deletes both namespaces (which removes their links); never throws. */
   async destroy(): Promise<void> {
-    for (const ns of [this.serverNs, this.clientNs]) {
+    for (const ns of [...this.#extra, this.serverNs, this.clientNs, `pxe-${this.tag}-h0`]) {
       await sh(["ip", "netns", "pids", ns], { check: false }).then(async (r) => {
         for (const pid of r.stdout.split("\n").filter((p) => p.trim() !== "")) {
           await sh(["kill", "-9", pid.trim()], { check: false });

@@ -1,0 +1,204 @@
+/**
+ * Real firmware boots end to end: QEMU clients PXE-boot a Linux kernel + busybox initramfs from pypxe
+ * inside network namespaces and must print this run's marker on their serial console.
+ * Logs (serial, pypxe, packet capture) of every run are kept under $PYPXE_E2E_LOGS (default
+ * /tmp/pypxe-e2e-logs).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startPypxe } from "../helpers/pypxe.ts";
+import {
+  bootVm,
+  buildPayload,
+  e2eUnavailable,
+  envOr,
+  type Firmware,
+  REQUIRE_E2E,
+  Segment,
+  sh,
+} from "./harness.ts";
+
+const unavailable = await e2eUnavailable();
+if (unavailable !== null && REQUIRE_E2E) {
+  Deno.test("e2e tier is available (PYPXE_REQUIRE_E2E=1)", () => {
+    throw new Error(`e2e tier required but unavailable: ${unavailable}`);
+  });
+}
+const LOGS = envOr("PYPXE_E2E_LOGS", "/tmp/pypxe-e2e-logs");
+
+/** One boot scenario. */
+interface Scenario {
+  readonly name: string;
+  readonly tag: string;
+  readonly firmware: Firmware;
+  readonly uefiStack?: "pxe" | "ipxe-rom";
+  /** pypxe flags besides --interface/--netboot-dir. */
+  readonly args: (seg: Segment, httpPort: number) => string[];
+  /** Files to write into the overlay (relative name -> text), given the segment and HTTP port. */
+  readonly files: (seg: Segment, httpPort: number) => Record<string, string>;
+  /** Extra setup on the segment before the VM starts (netem, another DHCP server...). */
+  readonly setup?: (seg: Segment) => Promise<() => Promise<void>>;
+}
+
+const CMDLINE = "console=ttyS0 panic=-1 quiet";
+
+/** PXELINUX config that boots the payload straight away. */
+const pxelinuxDefault =
+  `DEFAULT marker\nPROMPT 0\nLABEL marker\n  KERNEL vmlinuz\n  INITRD initrd.img\n  APPEND ${CMDLINE}\n`;
+
+/** iPXE script booting the payload from `base` (tftp:// or http:// URL prefix). */
+const ipxeScript = (base: string) =>
+  `#!ipxe\nkernel ${base}/vmlinuz initrd=initrd.img ${CMDLINE}\ninitrd ${base}/initrd.img\nboot\n`;
+
+async function runScenario(s: Scenario): Promise<void> {
+  const logDir = join(LOGS, s.name.replaceAll(/[^a-z0-9]+/gi, "-"));
+  await Deno.mkdir(logDir, { recursive: true });
+  const overlay = await Deno.makeTempDir({ prefix: "pypxe-e2e-netboot-" });
+  const marker = `PYPXE-E2E-${crypto.randomUUID().slice(0, 8)}`;
+  const seg = await Segment.create(s.tag);
+  const httpPort = 8080;
+  let pcap: Deno.ChildProcess | undefined;
+  let teardown: (() => Promise<void>) | undefined;
+  let pypxe: Awaited<ReturnType<typeof startPypxe>> | undefined;
+  try {
+    await buildPayload(overlay, marker);
+    for (const [name, text] of Object.entries(s.files(seg, httpPort))) {
+      await Deno.mkdir(join(overlay, name, ".."), { recursive: true });
+      await Deno.writeTextFile(join(overlay, name), text);
+    }
+    pcap = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        seg.serverNs,
+        "tcpdump",
+        "-q",
+        "-i",
+        seg.serverIf,
+        "-w",
+        join(logDir, "segment.pcap"),
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    teardown = await s.setup?.(seg);
+    pypxe = await startPypxe(
+      ["--interface", seg.serverIf, "--netboot-dir", overlay, "--verbose", "all", ...s.args(seg, httpPort)],
+      { prefix: seg.inServer() },
+    );
+    const result = await bootVm({
+      segment: seg,
+      firmware: s.firmware,
+      uefiStack: s.uefiStack,
+      marker,
+      serialLog: join(logDir, "serial.log"),
+      timeoutMs: Number(envOr("PYPXE_E2E_TIMEOUT_MS", "240000")),
+    });
+    await Deno.writeTextFile(join(logDir, "pypxe.log"), pypxe.lines.join("\n") + "\n");
+    console.log(`${s.name}: ${result.ok ? "marker seen" : "NO marker"} after ${result.seconds.toFixed(1)} s`);
+    assert.ok(
+      result.ok,
+      `${s.name}: marker ${marker} not on the serial console; logs in ${logDir}\n${result.qemuStderr}\n` +
+        pypxe.lines.slice(-30).join("\n"),
+    );
+  } finally {
+    if (pypxe) {
+      const code = await pypxe.stop("SIGTERM");
+      await Deno.writeTextFile(join(logDir, "pypxe.log"), pypxe.lines.join("\n") + `\nexit ${code}\n`);
+    }
+    await teardown?.();
+    if (pcap) {
+      try {
+        pcap.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await pcap.status;
+    }
+    await seg.destroy();
+    await Deno.remove(overlay, { recursive: true });
+  }
+}
+
+const scenarios: Scenario[] = [
+  {
+    name: "BIOS full DHCP: iPXE ROM -> TFTP pxelinux.0 -> kernel + initrd",
+    tag: "bios",
+    firmware: "bios",
+    args: () => ["--dhcp"],
+    files: () => ({ "pxelinux.cfg/default": pxelinuxDefault }),
+  },
+  {
+    name: "UEFI full DHCP: OVMF PXE (arch 7) -> TFTP ipxe.efi -> iPXE script -> kernel",
+    tag: "uefi",
+    firmware: "uefi",
+    uefiStack: "pxe",
+    args: () => ["--dhcp", "--ipxe"],
+    files: () => ({ "boot.ipxe": ipxeScript("tftp://${next-server}") }),
+  },
+  {
+    name: "BIOS --ipxe --http: iPXE -> HTTP boot.http.ipxe -> kernel over HTTP",
+    tag: "bhttp",
+    firmware: "bios",
+    args: (_seg, port) => ["--dhcp", "--ipxe", "--http", "--http-port", String(port)],
+    files: (seg, port) => ({ "boot.http.ipxe": ipxeScript(`http://${seg.serverIp}:${port}`) }),
+  },
+  {
+    name: "BIOS full DHCP on a lossy link (5% loss)",
+    tag: "lossy",
+    firmware: "bios",
+    args: () => ["--dhcp"],
+    files: () => ({ "pxelinux.cfg/default": pxelinuxDefault }),
+    setup: async (seg) => {
+      await seg.netem("loss 5%");
+      return async () => {};
+    },
+  },
+  {
+    name: "proxyDHCP beside dnsmasq: BIOS iPXE ROM -> pxelinux.0 -> kernel",
+    tag: "proxy",
+    firmware: "bios",
+    args: () => ["--dhcp-proxy"],
+    files: () => ({ "pxelinux.cfg/default": pxelinuxDefault }),
+    setup: async (seg) => {
+      // a plain DHCP server on another host of the segment: addresses only, no PXE options
+      const host = await seg.addHost(`${seg.subnet}.2`);
+      const dnsmasq = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          host.ns,
+          "dnsmasq",
+          "-d",
+          "--port=0",
+          `--interface=${host.ifname}`,
+          "--bind-interfaces",
+          `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
+          "--no-ping",
+          "-z",
+          "--pid-file=",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      return async () => {
+        try {
+          dnsmasq.kill("SIGTERM");
+        } catch {
+          // gone
+        }
+        await dnsmasq.status;
+      };
+    },
+  },
+];
+
+for (const scenario of scenarios) {
+  Deno.test({
+    name: `e2e: ${scenario.name}`,
+    ignore: unavailable !== null,
+    sanitizeResources: false, // subprocess pipes of QEMU/tcpdump are drained by the harness
+    sanitizeOps: false,
+    fn: () => runScenario(scenario),
+  });
+}
