@@ -15,7 +15,6 @@ import {
   type Firmware,
   REQUIRE_E2E,
   Segment,
-  sh,
 } from "./harness.ts";
 
 const unavailable = await e2eUnavailable();
