@@ -149,7 +149,7 @@ const scenarios: Scenario[] = [
     args: () => ["--dhcp"],
     files: () => ({ "pxelinux.cfg/default": pxelinuxDefault }),
     setup: async (seg) => {
-      await seg.netem("loss 5%");
+      await seg.loss(5);
       return async () => {};
     },
   },

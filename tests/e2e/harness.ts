@@ -156,6 +156,18 @@ export class Segment {
     return { ns, ifname: "eth0" };
   }
 
+  /**
+   * Drops `percent`% of the frames the server sends, at random, like `tc netem loss` on its link (this
+   * kernel has no sch_netem): an nftables bridge rule in the client namespace, so the server's own
+   * sends still succeed and only the wire loses them.
+   */
+  async loss(percent: number): Promise<void> {
+    const nft = (rule: string) => sh([...this.inClient(), "nft", rule]);
+    await nft("add table bridge pypxe_loss");
+    await nft("add chain bridge pypxe_loss forward { type filter hook forward priority 0; }");
+    await nft(`add rule bridge pypxe_loss forward iifname "up0" numgen random mod 100 < ${percent} drop`);
+  }
+
   /** Applies `tc netem` (e.g. `loss 5%`, `delay 0.5ms`) on the server's link. */
   async netem(spec: string): Promise<void> {
     await sh([
