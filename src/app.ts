@@ -28,6 +28,7 @@ import {
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
 import { createDhcpService } from "./dhcp/server.ts";
+import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
 import { VERSION } from "./version.ts";
@@ -49,7 +50,12 @@ const defaultIo: AppIo = {
 };
 
 /** The factories of the implemented services, in start order. */
-export const SERVICE_FACTORIES: ServiceFactory[] = [createTftpService, createDhcpService, createNbdService];
+export const SERVICE_FACTORIES: ServiceFactory[] = [
+  createTftpService,
+  createHttpService,
+  createDhcpService,
+  createNbdService,
+];
 
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {

@@ -25,6 +25,8 @@ export { setupLogging, teardownLogging } from "./log.ts";
 export { NetbootError, type NetbootFile, NetbootFs } from "./netboot/fs.ts";
 export { type Service, ServiceGroup } from "./server.ts";
 export { DhcpServer } from "./dhcp/server.ts";
+export { HttpServer } from "./http/server.ts";
+export { ipxeMenu } from "./http/ipxe.ts";
 export { NbdServer } from "./nbd/server.ts";
 export { TftpServer } from "./tftp/server.ts";
 export { loadStaticLeases, parseStaticLeases, type StaticLeases } from "./static_leases.ts";

@@ -271,6 +271,12 @@ export class TftpSession {
     }
   }
 
+  /** Same as `handle({ type: "ack", block }, now)` without allocating the input (hot path). */
+  ack(block: number, now: number): SessionStep {
+    if (this.#phase === "done") return this.#idle();
+    return this.#onAck(block, now);
+  }
+
   /** Ends the transfer from outside (server stopping); returns the final step. */
   abort(reason: string): SessionStep {
     if (this.#phase === "done") return this.#idle();

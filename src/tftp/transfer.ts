@@ -227,6 +227,28 @@ export class Transfer {
       if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === Opcode.ACK) {
         const block = (bytes[2] << 8) | bytes[3];
         if (this.#trace) log.trace("{client} <- ACK {block}", { client: this.clientText, block });
+        if (this.#busy === null) {
+          // synchronous step; the common case (one or more blocks already in the chunk) sends inline
+          const now = performance.now();
+          const step = session.ack(block, now);
+          if (step.from === 0 && step.done === null) {
+            if (step.timerAt !== null) this.#armTimer(step.timerAt, now);
+            continue;
+          }
+          if (step.from > 0 && !step.retransmit && this.#inChunk(step.from, step.to)) {
+            const work = this.#sendBlocks(step.from, step.to);
+            this.#busy = work; // keeps the timer out while the packet buffers are in flight
+            try {
+              await work;
+            } finally {
+              this.#busy = null;
+            }
+            this.#afterSend(step, now);
+            continue;
+          }
+          await this.#runStep(step, now);
+          continue;
+        }
         await this.#feed({ type: "ack", block });
         continue;
       }
@@ -295,12 +317,37 @@ export class Transfer {
       if (step.timerAt !== null) this.#armTimer(step.timerAt, now);
       return;
     }
+    await this.#runStep(step, now);
+  }
+
+  async #runStep(step: SessionStep, now: number): Promise<void> {
     const work = this.#perform(step, now);
     this.#busy = work;
     try {
       await work;
     } finally {
       this.#busy = null;
+    }
+  }
+
+  /** True when blocks `from..to` are all in the loaded chunk. */
+  #inChunk(from: number, to: number): boolean {
+    const session = this.#session;
+    const start = session.offsetOf(from) - this.#chunkStart;
+    const end = session.offsetOf(to) + session.lengthOf(to) - this.#chunkStart;
+    return start >= 0 && end <= this.#chunkLen;
+  }
+
+  #afterSend(step: SessionStep, now: number): void {
+    if (step.timerAt !== null) this.#armTimer(step.timerAt, now);
+    if (now - this.#lastProgress >= PROGRESS_EVERY_MS) {
+      this.#lastProgress = now;
+      this.#o.events.emit({
+        kind: "transfer-progress",
+        service: "tftp",
+        id: this.id,
+        bytes: this.#session.bytesAcked,
+      });
     }
   }
 
@@ -330,16 +377,7 @@ export class Transfer {
         this.#sendFailed(err);
       }
     } else await this.#sendBlocks(step.from, step.to);
-    if (step.timerAt !== null) this.#armTimer(step.timerAt, now);
-    if (now - this.#lastProgress >= PROGRESS_EVERY_MS) {
-      this.#lastProgress = now;
-      this.#o.events.emit({
-        kind: "transfer-progress",
-        service: "tftp",
-        id: this.id,
-        bytes: this.#session.bytesAcked,
-      });
-    }
+    this.#afterSend(step, now);
   }
 
   async #sendBlocks(from: number, to: number): Promise<void> {

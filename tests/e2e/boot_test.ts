@@ -31,6 +31,8 @@ interface Scenario {
   readonly tag: string;
   readonly firmware: Firmware;
   readonly uefiStack?: "pxe" | "ipxe-rom";
+  /** More clients booting at the same time (a boot storm), besides the first. */
+  readonly others?: readonly { firmware: Firmware; uefiStack?: "pxe" | "ipxe-rom" }[];
   /** pypxe flags besides --interface/--netboot-dir. */
   readonly args: (seg: Segment, httpPort: number) => string[];
   /** Files to write into the overlay (relative name -> text), given the segment and HTTP port. */
@@ -85,21 +87,28 @@ async function runScenario(s: Scenario): Promise<void> {
       ["--interface", seg.serverIf, "--netboot-dir", overlay, "--verbose", "all", ...s.args(seg, httpPort)],
       { prefix: seg.inServer() },
     );
-    const result = await bootVm({
-      segment: seg,
-      firmware: s.firmware,
-      uefiStack: s.uefiStack,
-      marker,
-      serialLog: join(logDir, "serial.log"),
-      timeoutMs: Number(envOr("PYPXE_E2E_TIMEOUT_MS", "240000")),
-    });
+    const clients = [{ firmware: s.firmware, uefiStack: s.uefiStack }, ...(s.others ?? [])];
+    const results = await Promise.all(clients.map((client, i) =>
+      bootVm({
+        segment: seg,
+        firmware: client.firmware,
+        uefiStack: client.uefiStack,
+        marker,
+        mac: `52:54:00:e2:e0:${(0x10 + i).toString(16)}`,
+        serialLog: join(logDir, `serial-${i}-${client.firmware}.log`),
+        timeoutMs: Number(envOr("PYPXE_E2E_TIMEOUT_MS", "240000")),
+      })
+    ));
     await Deno.writeTextFile(join(logDir, "pypxe.log"), pypxe.lines.join("\n") + "\n");
-    console.log(`${s.name}: ${result.ok ? "marker seen" : "NO marker"} after ${result.seconds.toFixed(1)} s`);
-    assert.ok(
-      result.ok,
-      `${s.name}: marker ${marker} not on the serial console; logs in ${logDir}\n${result.qemuStderr}\n` +
-        pypxe.lines.slice(-30).join("\n"),
-    );
+    results.forEach((result, i) => {
+      const what = `${s.name} [client ${i} ${clients[i].firmware}]`;
+      console.log(`${what}: ${result.ok ? "marker seen" : "NO marker"} after ${result.seconds.toFixed(1)} s`);
+      assert.ok(
+        result.ok,
+        `${what}: marker ${marker} not on the serial console; logs in ${logDir}\n${result.qemuStderr}\n` +
+          pypxe!.lines.slice(-30).join("\n"),
+      );
+    });
   } finally {
     if (pypxe) {
       const code = await pypxe.stop("SIGTERM");
@@ -141,6 +150,14 @@ const scenarios: Scenario[] = [
     firmware: "bios",
     args: (_seg, port) => ["--dhcp", "--ipxe", "--http", "--http-port", String(port)],
     files: (seg, port) => ({ "boot.http.ipxe": ipxeScript(`http://${seg.serverIp}:${port}`) }),
+  },
+  {
+    name: "boot storm: two BIOS and one UEFI client at once",
+    tag: "storm",
+    firmware: "bios",
+    others: [{ firmware: "bios" }, { firmware: "uefi", uefiStack: "pxe" }],
+    args: () => ["--dhcp", "--ipxe"],
+    files: () => ({ "boot.ipxe": ipxeScript("tftp://${next-server}") }),
   },
   {
     name: "BIOS full DHCP on a lossy link (5% loss)",
