@@ -148,6 +148,7 @@ export function logBootEvents(events: BootEvents): () => void {
         break;
       }
       case "transfer-end": {
+        if (event.service === "http") break; // the HTTP server logs each request itself, with its status
         const log = getLogger(["pypxe", event.service]);
         const mb = event.bytes / 1e6;
         const secs = event.ms / 1000;

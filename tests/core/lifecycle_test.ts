@@ -125,7 +125,7 @@ Deno.test("a busy port and a port below 1024 without the capability are one clea
   }
   // root without CAP_NET_BIND_SERVICE gets the kernel's EACCES, exactly like an unprivileged user
   const denied = await runPypxeOnce(["--tftp-server-ip", "127.0.0.1"], {
-    prefix: ["capsh", "--drop=cap_net_bind_service", "--"],
+    prefix: ["capsh", "--drop=cap_net_bind_service", "--", "-c", 'exec "$0" "$@"'],
   });
   assert.equal(denied.code, 1, denied.stderr);
   assert.match(

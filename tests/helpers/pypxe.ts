@@ -20,9 +20,8 @@ export interface PypxeProcess {
 export function pypxeCommand(args: readonly string[], opts: { prefix?: string[] } = {}): Deno.Command {
   const deno = Deno.execPath();
   const argv = [deno, "run", "-P", "--no-prompt", `${ROOT}main.ts`, ...args];
-  // a prefix such as `capsh ... --` runs the command through `sh -c`
-  const quoted = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
-  const [cmd, ...rest] = opts.prefix ? [...opts.prefix, "-c", quoted] : argv;
+  // a prefix runs pypxe inside something: `ip netns exec NS`, `capsh ... -- -c 'exec "$0" "$@"'`
+  const [cmd, ...rest] = [...(opts.prefix ?? []), ...argv];
   return new Deno.Command(cmd, {
     args: rest,
     cwd: ROOT,
