@@ -27,7 +27,8 @@
  * `kernel` and `initrd` are paths inside the netboot tree (or absolute `http://` URLs); `initrd` may be
  * one string or a list; `cmdline` is passed verbatim, so iPXE variables such as `${net0/mac}` work;
  * `platform` is `any` (default), `pcbios` or `efi`; `timeout` is in seconds (0 or absent: wait);
- * `default` is an entry id, `local` or `shell`. Every field except `label` and `kernel` is optional.
+ * `default` is an entry id, `local`, `shell` or `iso:PATH` (an ISO of the tree, e.g. `iso:images/rescue.iso`).
+ * Every field except `label` and `kernel` is optional.
  * @module
  */
 
@@ -138,8 +139,8 @@ export function parseMenuFile(text: string): MenuFile {
     entries.push({ id, label, kernel, initrd, cmdline, platform });
   });
   const def = optionalString(data, "default", "default");
-  if (def !== undefined && def !== "local" && def !== "shell" && !ids.has(def)) {
-    throw new MenuFileError("default", `'${def}' is not an entry id, 'local' or 'shell'`);
+  if (def !== undefined && def !== "local" && def !== "shell" && !ids.has(def) && !def.startsWith("iso:")) {
+    throw new MenuFileError("default", `'${def}' is not an entry id, 'local', 'shell' or 'iso:PATH'`);
   }
   return { title, timeout, default: def, entries };
 }
@@ -221,7 +222,15 @@ export function ipxeMenu(opts: IpxeMenuOptions): string {
   const memdisk = opts.memdisk ?? null;
   const memdiskIsos = memdisk === null ? [] : isos.filter((iso) => iso.size <= MEMDISK_MAX_ISO);
   const ids = new Set(["local", "shell", ...opts.entries.map((e) => e.id)]);
-  const def = opts.default !== undefined && ids.has(opts.default) ? opts.default : "local";
+  // `iso:PATH` picks an ISO of the tree by its path (its item id depends on the listing order)
+  const isoDefault = opts.default?.startsWith("iso:")
+    ? isos.findIndex((iso) => iso.name === opts.default!.slice(4).replace(/^\/+/, ""))
+    : -1;
+  const def = isoDefault >= 0
+    ? `iso${isoDefault}`
+    : opts.default !== undefined && ids.has(opts.default)
+    ? opts.default
+    : "local";
   const timeoutMs = Math.round((opts.timeout ?? 0) * 1000);
   const title = displayText(opts.title ?? "pypxe boot menu");
 

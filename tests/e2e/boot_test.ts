@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { startPypxe } from "../helpers/pypxe.ts";
 import {
   bootVm,
+  buildIso,
   buildPayload,
   e2eUnavailable,
   envOr,
@@ -39,6 +40,8 @@ interface Scenario {
   readonly files: (seg: Segment, httpPort: number) => Record<string, string>;
   /** Extra setup on the segment before the VM starts (netem, another DHCP server...). */
   readonly setup?: (seg: Segment) => Promise<() => Promise<void>>;
+  /** Extra preparation of the overlay once the payload is in it (e.g. building an ISO). */
+  readonly prepare?: (overlay: string) => Promise<void>;
 }
 
 const CMDLINE = "console=ttyS0 panic=-1 quiet";
@@ -63,6 +66,7 @@ async function runScenario(s: Scenario): Promise<void> {
   let pypxe: Awaited<ReturnType<typeof startPypxe>> | undefined;
   try {
     await buildPayload(overlay, marker);
+    await s.prepare?.(overlay);
     for (const [name, text] of Object.entries(s.files(seg, httpPort))) {
       await Deno.mkdir(join(overlay, name, ".."), { recursive: true });
       await Deno.writeTextFile(join(overlay, name), text);
@@ -150,6 +154,22 @@ const scenarios: Scenario[] = [
     firmware: "bios",
     args: (_seg, port) => ["--dhcp", "--ipxe", "--http", "--http-port", String(port)],
     files: (seg, port) => ({ "boot.http.ipxe": ipxeScript(`http://${seg.serverIp}:${port}`) }),
+  },
+  {
+    name: "ISO from the generated menu: BIOS iPXE -> boot.http.ipxe menu -> sanboot over HTTP Range",
+    tag: "iso",
+    firmware: "bios",
+    args: (_seg, port) => ["--dhcp", "--ipxe", "--http", "--http-port", String(port)],
+    prepare: async (overlay) => {
+      await Deno.mkdir(join(overlay, "images"));
+      await buildIso(overlay, join(overlay, "images", "marker.iso"));
+      // only the ISO carries the payload: a boot that reaches the marker booted the ISO
+      await Deno.remove(join(overlay, "vmlinuz"));
+      await Deno.remove(join(overlay, "initrd.img"));
+    },
+    files: () => ({
+      "menu.json": JSON.stringify({ timeout: 1, default: "iso:images/marker.iso", entries: [] }),
+    }),
   },
   {
     name: "boot storm: two BIOS and one UEFI client at once",

@@ -249,6 +249,41 @@ export async function buildPayload(dir: string, marker: string): Promise<Payload
   return { kernel: join(dir, "vmlinuz"), initrd: join(dir, "initrd.img"), marker };
 }
 
+/** Builds a BIOS-bootable ISO (isolinux) at `iso` that boots the payload in `payloadDir`. */
+export async function buildIso(payloadDir: string, iso: string): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "pypxe-iso-" });
+  try {
+    await Deno.mkdir(join(root, "isolinux"));
+    await Deno.copyFile("/usr/lib/ISOLINUX/isolinux.bin", join(root, "isolinux", "isolinux.bin"));
+    await Deno.copyFile("/usr/lib/syslinux/modules/bios/ldlinux.c32", join(root, "isolinux", "ldlinux.c32"));
+    await Deno.copyFile(join(payloadDir, "vmlinuz"), join(root, "vmlinuz"));
+    await Deno.copyFile(join(payloadDir, "initrd.img"), join(root, "initrd.img"));
+    await Deno.writeTextFile(
+      join(root, "isolinux", "isolinux.cfg"),
+      "DEFAULT m\nPROMPT 0\nLABEL m\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  APPEND console=ttyS0 panic=-1 quiet\n",
+    );
+    await sh([
+      "xorriso",
+      "-as",
+      "mkisofs",
+      "-quiet",
+      "-o",
+      iso,
+      "-b",
+      "isolinux/isolinux.bin",
+      "-c",
+      "isolinux/boot.cat",
+      "-no-emul-boot",
+      "-boot-load-size",
+      "4",
+      "-boot-info-table",
+      root,
+    ], { timeoutMs: 60_000 });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
 /** Which firmware boots the VM. */
 export type Firmware = "bios" | "uefi";
 

@@ -198,3 +198,30 @@ Deno.test(
     }
   },
 );
+
+Deno.test("ipxe: menu.json default 'iso:PATH' boots that ISO when the timeout expires", () => {
+  const menu = parseMenuFile(JSON.stringify({ timeout: 2, default: "iso:images/b.iso", entries: [] }));
+  const script = ipxeMenu({
+    serverIp: "10.0.0.1",
+    httpPort: 8080,
+    isos: [{ name: "a.iso", size: 1000 }, { name: "images/b.iso", size: 2000 }],
+    entries: menu.entries,
+    timeout: menu.timeout,
+    default: menu.default,
+    transport: "http",
+  });
+  match(script, /choose --default iso1 --timeout 2000 /);
+  match(
+    script,
+    /:iso1\n[^\n]*\nsanboot --no-describe --drive 0x80 http:\/\/10\.0\.0\.1:8080\/images\/b\.iso/,
+  );
+  const unknown = ipxeMenu({
+    serverIp: "10.0.0.1",
+    httpPort: 80,
+    isos: [],
+    entries: [],
+    default: "iso:none.iso",
+    transport: "http",
+  });
+  match(unknown, /choose --default local /);
+});
