@@ -235,7 +235,8 @@ export class HttpServer implements Service {
     const done = (o: Outcome) => {
       if (!requestLogEnabled()) return;
       const secs = ((performance.now() - started) / 1000).toFixed(3);
-      log.info("{client} {path} {status} {bytes} {secs}s", () => ({
+      // partial content (sanboot reads an ISO in thousands of small ranges) is detail, not a boot step
+      log[o.status === 206 ? "debug" : "info"]("{client} {path} {status} {bytes} {secs}s", () => ({
         client: who(),
         path: path ?? req.url,
         status: o.status,
