@@ -13,6 +13,7 @@ import {
   DEFAULTS,
   type FileConfig,
   loadConfigFile,
+  type PxeConfig,
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
@@ -27,6 +28,7 @@ import {
   StartupError,
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
+import { bootFileFor, type ClientInfo, policyOptionsFrom } from "./dhcp/policy.ts";
 import { createDhcpService } from "./dhcp/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
@@ -149,15 +151,30 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Boot files a client type is handed, for the banner. */
-const BOOT_FILES: readonly [string, string][] = [
-  ["BIOS", "pxelinux.0"],
-  ["BIOS iPXE", "undionly.kpxe"],
-  ["UEFI x64", "ipxe.efi"],
-  ["UEFI x64 (SNP)", "snponly.efi"],
-  ["iPXE script", "boot.ipxe"],
-  ["iPXE HTTP script", "boot.http.ipxe"],
+/** Client types shown in the banner, as the DHCP policy sees them. */
+const BANNER_CLIENTS: readonly [string, ClientInfo][] = [
+  ["BIOS", { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: false }],
+  ["UEFI x64", { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003000", ipxe: false }],
+  ["UEFI HTTP", { arch: 16, vendorClass: "HTTPClient:Arch:00016:UNDI:003000", ipxe: false }],
+  ["iPXE BIOS", { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: true }],
+  ["iPXE UEFI", { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003010", ipxe: true }],
 ];
+
+/** "BIOS: pxelinux.0, UEFI x64: ipxe.efi (missing), ..." from the policy and the tree. */
+async function bootFilesLine(config: PxeConfig, netboot: NetbootFs): Promise<string> {
+  const policy = policyOptionsFrom(config);
+  const parts: string[] = [];
+  for (const [label, client] of BANNER_CLIENTS) {
+    const file = bootFileFor(client, policy).file;
+    if (file === undefined) continue;
+    let missing = "";
+    if (!/^[a-z]+:\/\//.test(file)) {
+      missing = await netboot.resolve(file).then(() => "", () => " (missing: run deno task netboot)");
+    }
+    parts.push(`${label}: ${file}${missing}`);
+  }
+  return parts.join(", ");
+}
 
 /** The start-up banner lines: version, services and endpoints, netboot root and its boot files. */
 export async function banner(
@@ -167,28 +184,10 @@ export async function banner(
 ): Promise<string[]> {
   const { config, iface } = built;
   const lines = [`pypxe ${VERSION}`];
-  const wanted = [
-    config.USE_DHCP ? (config.DHCP_MODE_PROXY ? "dhcp (proxy)" : "dhcp") : null,
-    config.USE_TFTP ? "tftp" : null,
-    config.USE_HTTP ? "http" : null,
-    [config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "") ? "nbd" : null,
-  ].filter((s): s is string => s !== null);
   for (const service of services) lines.push(`  ${service.name.padEnd(5)} ${service.endpoints().join(", ")}`);
-  const running = new Set(services.map((s) => s.name));
-  const pending = wanted.filter((w) => !running.has(w.split(" ")[0]));
-  if (pending.length > 0) lines.push(`  not yet implemented in this build: ${pending.join(", ")}`);
-  if (wanted.length === 0) lines.push("  no services enabled (--no-tftp without --dhcp/--http/--nbd)");
+  if (services.length === 0) lines.push("  no services enabled (--no-tftp without --dhcp/--http/--nbd)");
   lines.push(`  netboot: ${netboot.describe()}`);
-  const found: string[] = [];
-  for (const [client, file] of BOOT_FILES) {
-    try {
-      await netboot.resolve(file);
-      found.push(`${client}: ${file}`);
-    } catch {
-      // not present: not listed
-    }
-  }
-  lines.push(`  boot files: ${found.length > 0 ? found.join(", ") : "none found (run: deno task netboot)"}`);
+  lines.push(`  boot files: ${await bootFilesLine(config, netboot)}`);
   if (config.USE_DHCP) {
     const mode = config.DHCP_MODE_PROXY
       ? "proxyDHCP"

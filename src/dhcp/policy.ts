@@ -17,6 +17,7 @@
  * ```
  * @module
  */
+import type { PxeConfig } from "../config.ts";
 import { archName, clientArch, type HasOptions, isIpxe, vendorClass } from "./options.ts";
 
 /** Groups of client architectures that boot the same file. */
@@ -66,6 +67,25 @@ export interface BootPolicyOptions {
   bootFiles?: BootFiles;
   /** The client's static `rom` (from `--static-config`), when it has one. */
   staticRom?: string;
+}
+
+/** The policy settings of a config (per-arch files from the NETBOOT_FILE_* keys; "" means the default). */
+export function policyOptionsFrom(config: PxeConfig): BootPolicyOptions {
+  const file = (name: string) => name === "" ? undefined : name;
+  return {
+    useIpxe: config.USE_IPXE,
+    useHttp: config.USE_HTTP,
+    httpPort: config.HTTP_PORT,
+    fileServer: config.DHCP_FILESERVER,
+    netbootFile: config.NETBOOT_FILE,
+    bootFiles: {
+      bios: file(config.NETBOOT_FILE_BIOS),
+      efi32: file(config.NETBOOT_FILE_EFI32),
+      efi64: file(config.NETBOOT_FILE_EFI64),
+      arm32: file(config.NETBOOT_FILE_ARM32),
+      arm64: file(config.NETBOOT_FILE_ARM64),
+    },
+  };
 }
 
 /** The policy's answer. */

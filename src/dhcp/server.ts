@@ -32,7 +32,13 @@ import {
   setOption,
 } from "./options.ts";
 import { decodeDhcp, type DhcpPacket, encodeDhcp, newReply, setBootFile } from "./packet.ts";
-import { type BootDecision, bootFileFor, type BootFiles, describeClient } from "./policy.ts";
+import {
+  type BootDecision,
+  bootFileFor,
+  type BootFiles,
+  describeClient,
+  policyOptionsFrom,
+} from "./policy.ts";
 import { proxyReply, pxeVendorOptions } from "./pxe.ts";
 
 /** The config keys the DHCP service reads. */
@@ -652,20 +658,13 @@ function reservationsOf(leases: StaticLeases): Map<string, string> {
 export const createDhcpService: ServiceFactory = (ctx) => {
   const c = ctx.config;
   if (!c.USE_DHCP) return null;
-  const file = (name: string) => name === "" ? undefined : name;
   return new DhcpServer({
     config: c,
     staticLeases: ctx.staticLeases,
     staticConfigPath: c.STATIC_CONFIG,
     events: ctx.events,
     pxeOnly: c.DHCP_PXE_ONLY,
-    domain: file(c.DHCP_DOMAIN),
-    bootFiles: {
-      bios: file(c.NETBOOT_FILE_BIOS),
-      efi32: file(c.NETBOOT_FILE_EFI32),
-      efi64: file(c.NETBOOT_FILE_EFI64),
-      arm32: file(c.NETBOOT_FILE_ARM32),
-      arm64: file(c.NETBOOT_FILE_ARM64),
-    },
+    domain: c.DHCP_DOMAIN === "" ? undefined : c.DHCP_DOMAIN,
+    bootFiles: policyOptionsFrom(c).bootFiles,
   });
 };

@@ -31,9 +31,9 @@ interface Scenario {
   readonly name: string;
   readonly tag: string;
   readonly firmware: Firmware;
-  readonly uefiStack?: "pxe" | "ipxe-rom";
+  readonly uefiStack?: "pxe" | "http" | "ipxe-rom";
   /** More clients booting at the same time (a boot storm), besides the first. */
-  readonly others?: readonly { firmware: Firmware; uefiStack?: "pxe" | "ipxe-rom" }[];
+  readonly others?: readonly { firmware: Firmware; uefiStack?: "pxe" | "http" | "ipxe-rom" }[];
   /** pypxe flags besides --interface/--netboot-dir. */
   readonly args: (seg: Segment, httpPort: number) => string[];
   /** Files to write into the overlay (relative name -> text), given the segment and HTTP port. */
@@ -147,6 +147,14 @@ const scenarios: Scenario[] = [
     uefiStack: "pxe",
     args: () => ["--dhcp", "--ipxe"],
     files: () => ({ "boot.ipxe": ipxeScript("tftp://${next-server}") }),
+  },
+  {
+    name: "UEFI HTTP boot: OVMF HttpBootDxe (arch 16) -> http://.../ipxe.efi -> iPXE script -> kernel",
+    tag: "uhttp",
+    firmware: "uefi",
+    uefiStack: "http",
+    args: (_seg, port) => ["--dhcp", "--ipxe", "--http", "--http-port", String(port)],
+    files: (seg, port) => ({ "boot.http.ipxe": ipxeScript(`http://${seg.serverIp}:${port}`) }),
   },
   {
     name: "BIOS --ipxe --http: iPXE -> HTTP boot.http.ipxe -> kernel over HTTP",

@@ -294,8 +294,11 @@ export interface BootVmOptions {
   readonly marker: string;
   /** Where the serial console goes. */
   readonly serialLog: string;
-  /** For UEFI: `pxe` (OVMF's PxeBcDxe, no option ROM) or `ipxe-rom` (iPXE's EFI ROM). */
-  readonly uefiStack?: "pxe" | "ipxe-rom";
+  /**
+   * For UEFI: `pxe` (OVMF's PxeBcDxe, no option ROM), `http` (OVMF's HttpBootDxe: PXE switched off
+   * through OVMF's fw_cfg knobs) or `ipxe-rom` (iPXE's EFI ROM).
+   */
+  readonly uefiStack?: "pxe" | "http" | "ipxe-rom";
   readonly mac?: string;
   readonly timeoutMs?: number;
 }
@@ -340,6 +343,14 @@ export async function bootVm(
       "-device",
       `virtio-net-pci,netdev=n0,mac=${mac}${rom}`,
     );
+    if (opts.uefiStack === "http") {
+      args.push(
+        "-fw_cfg",
+        "name=opt/org.tianocore/IPv4PXESupport,string=n",
+        "-fw_cfg",
+        "name=opt/org.tianocore/IPv6PXESupport,string=n",
+      );
+    }
   }
   const started = performance.now();
   const child = new Deno.Command(opts.segment.inClient()[0], {
