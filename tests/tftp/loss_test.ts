@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { createNetnsPair, netnsUnavailable } from "./netns.ts";
+import { hasCommand, run, serveTree, sha256File, writeRandomFile } from "./helpers.ts";
+import { startLossyRelay } from "./lossy_relay.ts";
+
+const unavailable = await netnsUnavailable();
+const required = Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
+const missing = unavailable ?? (!hasCommand("curl") || !hasCommand("atftp") ? "curl or atftp missing" : null);
+if (missing !== null && !required) {
+  console.log(`skip: TFTP loss tests need root, ip netns and tc: ${missing}`);
+}
+
+/** Starts serve_fixture.ts inside `ns`; resolves once it prints `ready`. */
+export async function startServerIn(
+  exec: string[],
+  host: string,
+  dir: string,
+): Promise<{ child: Deno.ChildProcess; stop: () => Promise<void> }> {
+  const script = new URL("./serve_fixture.ts", import.meta.url).pathname;
+  const child = new Deno.Command(exec[0], {
+    args: [...exec.slice(1), Deno.execPath(), "run", "--allow-all", script, host, "6969", dir],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  const deadline = Date.now() + 20_000;
+  while (!seen.includes("ready") && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  if (!seen.includes("ready")) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw new Error(`server did not start: ${seen}`);
+  }
+  return {
+    child,
+    async stop() {
+      await child.stdin.close();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await child.status;
+      clearTimeout(timer);
+      await reader.cancel();
+    },
+  };
+}
+
+Deno.test({
+  name: "loss: curl and atftp complete and match through a netem loss 10% link",
+  ignore: missing !== null && !required,
+  sanitizeResources: true,
+  sanitizeOps: true,
+  async fn() {
+    if (missing !== null) throw new Error(`PYPXE_REQUIRE_E2E=1 but: ${missing}`);
+    const dir = await Deno.makeTempDir({ prefix: "pypxe-loss-" });
+    const pair = await createNetnsPair(["loss", "10%"]);
+    let server: Awaited<ReturnType<typeof startServerIn>> | null = null;
+    try {
+      await writeRandomFile(`${dir}/f.bin`, 120_000, 21);
+      await writeRandomFile(`${dir}/c.bin`, 24_000, 23);
+      const want = await sha256File(`${dir}/f.bin`);
+      const wantC = await sha256File(`${dir}/c.bin`);
+      server = await startServerIn(["ip", "netns", "exec", pair.server], pair.serverIp, dir);
+      const url = `tftp://${pair.serverIp}:6969/c.bin`;
+      const clients: [string, string[]][] = [
+        ["curl 1468", ["curl", "-sS", "--max-time", "120", "-o", `${dir}/o1`, "--tftp-blksize", "1468", url]],
+        ["curl 8192", ["curl", "-sS", "--max-time", "120", "-o", `${dir}/o2`, "--tftp-blksize", "8192", url]],
+        ["atftp 1468", [
+          "atftp",
+          "--get",
+          "-r",
+          "f.bin",
+          "-l",
+          `${dir}/o3`,
+          "--option",
+          "blksize 1468",
+          "--option",
+          "tsize 0",
+          pair.serverIp,
+          "6969",
+        ]],
+        ["atftp window 4", [
+          "atftp",
+          "--get",
+          "-r",
+          "f.bin",
+          "-l",
+          `${dir}/o4`,
+          "--option",
+          "blksize 1468",
+          "--option",
+          "windowsize 4",
+          pair.serverIp,
+          "6969",
+        ]],
+      ];
+      // the clients run in parallel: each loss costs about one timeout (curl asks for timeout=5)
+      const results = await Promise.all(
+        clients.map(([, cmd]) => run(pair.exec(pair.client, cmd), { timeoutMs: 150_000 })),
+      );
+      for (let i = 0; i < clients.length; i++) {
+        assert.equal(results[i].code, 0, `${clients[i][0]}: ${results[i].stderr}`);
+        const expected = clients[i][0].startsWith("curl") ? wantC : want;
+        assert.equal(await sha256File(`${dir}/o${i + 1}`), expected, clients[i][0]);
+      }
+    } finally {
+      await server?.stop();
+      await pair.destroy();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "loss: curl, atftp and tftp-hpa complete and match through a 10% lossy relay on loopback",
+  ignore: !hasCommand("curl") || !hasCommand("atftp"),
+  sanitizeResources: true,
+  sanitizeOps: true,
+  async fn() {
+    const t = await serveTree({});
+    const relay = startLossyRelay({ serverPort: t.port, loss: 0.1, seed: 7 });
+    try {
+      await writeRandomFile(`${t.dir}/root/f.bin`, 120_000, 22);
+      await writeRandomFile(`${t.dir}/root/c.bin`, 24_000, 24);
+      const want = await sha256File(`${t.dir}/root/f.bin`);
+      const wantC = await sha256File(`${t.dir}/root/c.bin`);
+      const url = `tftp://127.0.0.1:${relay.port}/c.bin`;
+      const o = (n: number) => `${t.dir}/o${n}`;
+      const clients: [string, string[]][] = [
+        ["curl 1468", ["curl", "-sS", "--max-time", "120", "-o", o(1), "--tftp-blksize", "1468", url]],
+        ["curl 512", ["curl", "-sS", "--max-time", "120", "-o", o(2), "--tftp-blksize", "512", url]],
+        ["atftp 1468", [
+          "atftp",
+          "--get",
+          "-r",
+          "f.bin",
+          "-l",
+          o(3),
+          "--option",
+          "blksize 1468",
+          "--option",
+          "tsize 0",
+          "127.0.0.1",
+          String(relay.port),
+        ]],
+        ["atftp window 4", [
+          "atftp",
+          "--get",
+          "-r",
+          "f.bin",
+          "-l",
+          o(4),
+          "--option",
+          "blksize 1468",
+          "--option",
+          "windowsize 4",
+          "127.0.0.1",
+          String(relay.port),
+        ]],
+      ];
+      if (hasCommand("tftp")) {
+        clients.push(["tftp-hpa", [
+          "tftp",
+          "127.0.0.1",
+          String(relay.port),
+          "-m",
+          "binary",
+          "-c",
+          "get",
+          "f.bin",
+          o(5),
+        ]]);
+      }
+      const results = await Promise.all(clients.map(([, cmd]) => run(cmd, { timeoutMs: 150_000 })));
+      for (let i = 0; i < clients.length; i++) {
+        assert.equal(results[i].code, 0, `${clients[i][0]}: ${results[i].stderr}`);
+        const expected = clients[i][0].startsWith("curl") ? wantC : want;
+        assert.equal(await sha256File(o(i + 1)), expected, clients[i][0]);
+      }
+      assert.ok(relay.dropped > 10, `only ${relay.dropped} datagrams dropped`);
+    } finally {
+      await relay.stop();
+      await t.close();
+    }
+  },
+});
