@@ -156,6 +156,9 @@ export function logBootEvents(events: BootEvents): () => void {
         const rate = secs > 0 ? ` (${(mb / secs).toFixed(1)} MB/s)` : "";
         if (event.outcome === "ok") {
           log.info(`${event.client} ${event.file} ${size} in ${secs.toFixed(2)} s${rate}`);
+        } else if (event.outcome.startsWith("client error")) {
+          // firmware aborts on purpose (OVMF reads tsize, sends ERROR 8, then asks again)
+          log.debug(`${event.client} ${event.file} ended by the client after ${size}: ${event.outcome}`);
         } else {
           log.warn(`${event.client} ${event.file} failed after ${size}: ${event.outcome}`);
         }

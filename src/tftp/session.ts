@@ -49,6 +49,8 @@ export interface NegotiatedOptions {
   readonly windowsize: number;
   /** Base retransmission timeout in ms. */
   readonly timeoutMs: number;
+  /** True when the client set the timeout (RFC 2349): then it is used as is, never adapted. */
+  readonly clientTimeout?: boolean;
   /** The OACK to send, or null when no option was recognised (then DATA 1 goes first). */
   readonly oack: readonly TftpOption[] | null;
   /** Options that were ignored, with the reason (for DEBUG logs). */
@@ -73,6 +75,7 @@ export function negotiateOptions(
   let blksize = DEFAULT_BLKSIZE;
   let windowsize = 1;
   let timeoutMs = limits.defaultTimeoutMs ?? 1000;
+  let clientTimeout = false;
   const oack: [string, string][] = [];
   const ignored: string[] = [];
   const seen = new Set<string>();
@@ -101,6 +104,7 @@ export function negotiateOptions(
         if (n === null || n < 1 || n > 255) ignored.push(`${rawName}=${value} (valid: 1..255)`);
         else {
           timeoutMs = n * 1000;
+          clientTimeout = true;
           oack.push([name, String(n)]);
         }
         break;
@@ -122,7 +126,7 @@ export function negotiateOptions(
     windowsize = Math.min(windowsize, byBytes);
     oack[windowIndex] = ["windowsize", String(windowsize)];
   }
-  return { blksize, windowsize, timeoutMs, oack: oack.length > 0 ? oack : null, ignored };
+  return { blksize, windowsize, timeoutMs, clientTimeout, oack: oack.length > 0 ? oack : null, ignored };
 }
 
 /** Formats granted options for events and logs: `blksize=1468 tsize=850528 windowsize=4`. */
@@ -165,6 +169,8 @@ export interface SessionOptions {
   maxRetries?: number;
   /** Upper bound of the growing timeout; default max(base, 8000) ms. */
   maxTimeoutMs?: number;
+  /** Floor of the adaptive timeout (used when the client set none); default 50 ms. */
+  minTimeoutMs?: number;
 }
 
 const NOTHING = 0;
@@ -184,6 +190,17 @@ export class TftpSession {
   #sent = 0;
   #retries = 0;
   #timeoutMs: number;
+  /**
+   * Adaptive retransmission timeout (RFC 6298 estimator over ACK round trips, Karn's rule: no samples
+   * from retransmitted windows), used when the client did not set `timeout`: on a LAN a lost block then
+   * costs tens of milliseconds instead of a second. Bounded by [minTimeoutMs, base timeout].
+   */
+  #rto: number;
+  readonly #minTimeoutMs: number;
+  #srtt = -1;
+  #rttvar = 0;
+  #windowSentAt = 0;
+  #sampleValid = false;
   #deadline: number | null = null;
   #retransmits = 0;
   #outcome: string | null = null;
@@ -197,6 +214,8 @@ export class TftpSession {
     this.lastBlock = Math.floor(opts.size / this.blksize) + 1;
     this.#maxRetries = opts.maxRetries ?? 6;
     this.#timeoutMs = opts.negotiated.timeoutMs;
+    this.#rto = opts.negotiated.timeoutMs;
+    this.#minTimeoutMs = Math.min(opts.minTimeoutMs ?? 50, opts.negotiated.timeoutMs);
     this.#maxTimeoutMs = opts.maxTimeoutMs ?? Math.max(opts.negotiated.timeoutMs, 8000);
   }
 
@@ -295,6 +314,7 @@ export class TftpSession {
     const delta = (wire - (this.#acked & 0xffff)) & 0xffff;
     const block = this.#acked + delta;
     if (delta === 0 || block > this.#sent) return this.#idle();
+    if (this.#sampleValid && !this.#negotiated.clientTimeout) this.#sampleRtt(now - this.#windowSentAt);
     this.#acked = block;
     this.#progress();
     if (block >= this.lastBlock) return this.#finish("ok");
@@ -308,7 +328,9 @@ export class TftpSession {
       const what = this.#phase === "oack" ? "OACK" : `block ${this.#acked + 1}`;
       return this.#finish(`timeout: no ACK for ${what} after ${this.#retries + 1} tries`);
     }
-    this.#retries++;
+    // short adaptive timeouts back off for free; only full-length ones count towards giving up, so a
+    // client that stalls is given as long as with a fixed timeout
+    if (this.#timeoutMs >= this.#negotiated.timeoutMs) this.#retries++;
     this.#timeoutMs = Math.min(this.#timeoutMs * 2, this.#maxTimeoutMs);
     if (this.#phase === "oack") return this.#sendOack(now, true);
     return this.#sendWindow(now, true);
@@ -316,7 +338,25 @@ export class TftpSession {
 
   #progress(): void {
     this.#retries = 0;
-    this.#timeoutMs = this.#negotiated.timeoutMs;
+    this.#timeoutMs = this.#rto;
+  }
+
+  #sampleRtt(rtt: number): void {
+    const r = Math.max(0, rtt);
+    if (this.#srtt < 0) {
+      this.#srtt = r;
+      this.#rttvar = r / 2;
+    } else {
+      this.#rttvar = 0.75 * this.#rttvar + 0.25 * Math.abs(this.#srtt - r);
+      this.#srtt = 0.875 * this.#srtt + 0.125 * r;
+    }
+    const rto = this.#srtt + Math.max(1, 4 * this.#rttvar);
+    this.#rto = Math.min(this.#negotiated.timeoutMs, Math.max(this.#minTimeoutMs, rto));
+  }
+
+  /** The retransmission timeout a fresh window gets now (adaptive unless the client set one). */
+  get timeoutMs(): number {
+    return this.#rto;
   }
 
   #sendOack(now: number, retransmit: boolean): SessionStep {
@@ -330,6 +370,8 @@ export class TftpSession {
     const to = Math.min(this.#acked + this.windowsize, this.lastBlock);
     if (retransmit) this.#retransmits += Math.min(to, this.#sent) - from + 1;
     if (to > this.#sent) this.#sent = to;
+    this.#windowSentAt = now;
+    this.#sampleValid = !retransmit;
     this.#deadline = now + this.#timeoutMs;
     return { oack: false, from, to, retransmit, timerAt: this.#deadline, done: null };
   }

@@ -98,3 +98,12 @@ Deno.test("normaliseName strips and splits", () => {
   assert.deepEqual(normaliseName("\\a\\b/c"), ["a", "b", "c"]);
   assert.deepEqual(normaliseName("/a/./b//c"), ["a", "b", "c"]);
 });
+
+Deno.test("the embedded iPXE menus pass the iPXE syntax check", async () => {
+  const { checkIpxeScript } = await import("../http/ipxe_syntax.ts");
+  const fs = await NetbootFs.open();
+  for (const name of ["boot.ipxe", "boot.http.ipxe"]) {
+    const problems = checkIpxeScript(await Deno.readTextFile((await fs.resolve(name)).path));
+    assert.deepEqual(problems, [], `${name}: ${problems.join("; ")}`);
+  }
+});

@@ -50,9 +50,13 @@ const CMDLINE = "console=ttyS0 panic=-1 quiet";
 const pxelinuxDefault =
   `DEFAULT marker\nPROMPT 0\nLABEL marker\n  KERNEL vmlinuz\n  INITRD initrd.img\n  APPEND ${CMDLINE}\n`;
 
-/** iPXE script booting the payload from `base` (tftp:// or http:// URL prefix). */
+/**
+ * iPXE script booting the payload from `base` (a tftp:// or http:// URL prefix, `${srv}` allowed). `srv`
+ * is the boot server: next-server, or in proxyDHCP mode the proxy's (next-server is the DHCP server's).
+ */
 const ipxeScript = (base: string) =>
-  `#!ipxe\nkernel ${base}/vmlinuz initrd=initrd.img ${CMDLINE}\ninitrd ${base}/initrd.img\nboot\n`;
+  "#!ipxe\nset srv ${next-server}\nisset ${proxydhcp/next-server} && set srv ${proxydhcp/next-server} ||\n" +
+  `kernel ${base}/vmlinuz initrd=initrd.img ${CMDLINE}\ninitrd ${base}/initrd.img\nboot\n`;
 
 async function runScenario(s: Scenario): Promise<void> {
   const logDir = join(LOGS, s.name.replaceAll(/[^a-z0-9]+/gi, "-"));
@@ -132,6 +136,37 @@ async function runScenario(s: Scenario): Promise<void> {
   }
 }
 
+/** Runs dnsmasq as a plain DHCP server (addresses only, no PXE options) on another host of the segment. */
+const plainDhcpServer = async (seg: Segment): Promise<() => Promise<void>> => {
+  const host = await seg.addHost(`${seg.subnet}.2`);
+  const dnsmasq = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      host.ns,
+      "dnsmasq",
+      "-d",
+      "--port=0",
+      `--interface=${host.ifname}`,
+      "--bind-interfaces",
+      `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
+      "--no-ping",
+      "-z",
+      "--pid-file=",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return async () => {
+    try {
+      dnsmasq.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+    await dnsmasq.status;
+  };
+};
+
 const scenarios: Scenario[] = [
   {
     name: "BIOS full DHCP: iPXE ROM -> TFTP pxelinux.0 -> kernel + initrd",
@@ -146,7 +181,7 @@ const scenarios: Scenario[] = [
     firmware: "uefi",
     uefiStack: "pxe",
     args: () => ["--dhcp", "--ipxe"],
-    files: () => ({ "boot.ipxe": ipxeScript("tftp://${next-server}") }),
+    files: () => ({ "boot.ipxe": ipxeScript("tftp://${srv}") }),
   },
   {
     name: "UEFI HTTP boot: OVMF HttpBootDxe (arch 16) -> http://.../ipxe.efi -> iPXE script -> kernel",
@@ -185,7 +220,7 @@ const scenarios: Scenario[] = [
     firmware: "bios",
     others: [{ firmware: "bios" }, { firmware: "uefi", uefiStack: "pxe" }],
     args: () => ["--dhcp", "--ipxe"],
-    files: () => ({ "boot.ipxe": ipxeScript("tftp://${next-server}") }),
+    files: () => ({ "boot.ipxe": ipxeScript("tftp://${srv}") }),
   },
   {
     name: "BIOS full DHCP on a lossy link (5% loss)",
@@ -204,36 +239,16 @@ const scenarios: Scenario[] = [
     firmware: "bios",
     args: () => ["--dhcp-proxy"],
     files: () => ({ "pxelinux.cfg/default": pxelinuxDefault }),
-    setup: async (seg) => {
-      // a plain DHCP server on another host of the segment: addresses only, no PXE options
-      const host = await seg.addHost(`${seg.subnet}.2`);
-      const dnsmasq = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          host.ns,
-          "dnsmasq",
-          "-d",
-          "--port=0",
-          `--interface=${host.ifname}`,
-          "--bind-interfaces",
-          `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
-          "--no-ping",
-          "-z",
-          "--pid-file=",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      return async () => {
-        try {
-          dnsmasq.kill("SIGTERM");
-        } catch {
-          // gone
-        }
-        await dnsmasq.status;
-      };
-    },
+    setup: plainDhcpServer,
+  },
+  {
+    name: "proxyDHCP beside dnsmasq: UEFI OVMF PXE (UDP 4011) -> ipxe.efi -> iPXE script -> kernel",
+    tag: "uproxy",
+    firmware: "uefi",
+    uefiStack: "pxe",
+    args: () => ["--dhcp-proxy"],
+    files: () => ({ "boot.ipxe": ipxeScript("tftp://${srv}") }),
+    setup: plainDhcpServer,
   },
 ];
 

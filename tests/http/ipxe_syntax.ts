@@ -51,7 +51,9 @@ export function checkIpxeScript(script: string): string[] {
       labels.add(label);
       return;
     }
-    for (const part of trimmed.split(/\s*(?:&&|\|\|)\s*/)) {
+    // a trailing `||` is iPXE's documented way to ignore a command's failure
+    const chain = trimmed.replace(/\s*\|\|$/, "");
+    for (const part of chain.split(/\s*(?:&&|\|\|)\s*/)) {
       if (part === "") {
         problems.push(`${at}: empty command around && or ||`);
         continue;

@@ -201,3 +201,46 @@ Deno.test("session: tsize reports the real size and a zero-byte file is one empt
   assert.equal(s.lengthOf(1), 0);
   assert.equal(s.handle({ type: "ack", block: 1 }, 0).done, "ok");
 });
+
+Deno.test("session: the timeout adapts to fast ACKs (RFC 6298, floor 50 ms) and a lost block costs little", () => {
+  const s = session(100 * 512, []);
+  s.handle({ type: "start" }, 0);
+  assert.equal(s.deadline, 1000, "no sample yet: the base timeout");
+  let now = 0;
+  for (let block = 1; block <= 20; block++) {
+    now += 1; // a LAN round trip of 1 ms
+    s.ack(block, now);
+  }
+  assert.equal(s.timeoutMs, 50, "the estimate settles at the floor");
+  assert.equal(s.deadline, now + 50);
+  // block 21 is lost: resent after 50 ms, then 100 ms (backed off), and these short tries are free
+  const r1 = s.handle({ type: "timeout" }, now + 50);
+  assert.deepEqual([r1.from, r1.to, r1.retransmit, r1.timerAt], [21, 21, true, now + 150]);
+  // Karn's rule: the ACK of a retransmitted block gives no sample, the estimate stays
+  s.ack(21, now + 60);
+  assert.equal(s.timeoutMs, 50);
+});
+
+Deno.test("session: a client's timeout option is used as is, never adapted", () => {
+  const s = session(100 * 512, [["timeout", "3"]]);
+  s.handle({ type: "start" }, 0);
+  s.ack(0, 1);
+  for (let block = 1; block <= 10; block++) s.ack(block, 1 + block);
+  assert.equal(s.timeoutMs, 3000);
+  assert.equal(s.deadline, 11 + 3000);
+});
+
+Deno.test("session: short adaptive retries are free; only full-length ones count towards giving up", () => {
+  const s = session(100 * 512, [], LIMITS, 2);
+  s.handle({ type: "start" }, 0);
+  let now = 0;
+  for (let block = 1; block <= 10; block++) s.ack(block, ++now);
+  // 50, 100, 200, 400, 800 ms are free; 1600 and 3200 count (2 retries); the next timeout ends it
+  const waits = [50, 100, 200, 400, 800, 1600, 3200];
+  for (const wait of waits) {
+    now += wait;
+    assert.equal(s.handle({ type: "timeout" }, now).done, null, `still running after ${wait} ms`);
+  }
+  now += 6400;
+  assert.match(s.handle({ type: "timeout" }, now).done ?? "", /^timeout: no ACK for block 11 after 3 tries/);
+});
