@@ -242,7 +242,7 @@ const scenarios: Scenario[] = [
     setup: plainDhcpServer,
   },
   {
-    name: "proxyDHCP beside dnsmasq: UEFI OVMF PXE (UDP 4011) -> ipxe.efi -> iPXE script -> kernel",
+    name: "proxyDHCP beside dnsmasq: UEFI OVMF PXE -> ipxe.efi -> iPXE script (proxy next-server) -> kernel",
     tag: "uproxy",
     firmware: "uefi",
     uefiStack: "pxe",
