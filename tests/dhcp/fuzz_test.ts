@@ -7,6 +7,7 @@ import {
   encodeDhcp,
 } from "../../src/dhcp/packet.ts";
 import { decodePxeOptions, Opt } from "../../src/dhcp/options.ts";
+import { xorshift } from "../helpers/random.ts";
 
 const ITERATIONS = 20_000;
 
@@ -18,20 +19,6 @@ function fixtureDir(): string {
   return env
     ? `${env.replace(/\/$/, "")}/dhcp/`
     : new URL("../../../shared/fixtures/dhcp/", import.meta.url).pathname;
-}
-
-/** xorshift32: tiny, seeded, reproducible. */
-function xorshift(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-  const below = (n: number) => next() % n;
-  return { next, below, bytes: (n: number) => Uint8Array.from({ length: n }, () => next() & 255) };
 }
 
 type Rng = ReturnType<typeof xorshift>;

@@ -16,11 +16,7 @@ export function pseudoRandom(size: number, seed = 1): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Hex sha256 of bytes. */
-export async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+export { sha256 } from "../helpers/hash.ts";
 
 /** A running server on 127.0.0.1 over a temp tree, with the files it was given. */
 export interface Fixture {

@@ -19,27 +19,9 @@ import {
   type NbdRequest,
 } from "../../src/nbd/protocol.ts";
 
-/** xorshift32: tiny, seeded, reproducible. */
-export function xorshift(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-  const below = (n: number) => next() % n;
-  const bytes = (n: number) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = next() & 255;
-    return out;
-  };
-  return { next, below, bytes };
-}
-
-/** A seeded PRNG. */
-export type Rng = ReturnType<typeof xorshift>;
+import { xorshift } from "../helpers/random.ts";
+export { type Rng, xorshift } from "../helpers/random.ts";
+export { sha256 } from "../helpers/hash.ts";
 
 /** Deterministic pseudo-random bytes (fast: 32 bits per step). */
 export function seededBytes(n: number, seed: number): Uint8Array {
@@ -60,12 +42,6 @@ export async function makeImage(
   const path = `${dir}/${opts.name ?? "disk.img"}`;
   await Deno.writeFile(path, data);
   return { path, dir, data };
-}
-
-/** SHA-256 hex of bytes. */
-export async function sha256(data: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Starts a server on 127.0.0.1 and a random port, runs `fn`, always stops it. */

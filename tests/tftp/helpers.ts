@@ -2,7 +2,6 @@
  * Shared helpers of the TFTP tests: fixtures, a served temp tree, sha256, commands with a timeout.
  * @module
  */
-import { createHash } from "node:crypto";
 import { type BootEvent, BootEvents } from "../../src/events.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
 import { TftpServer, type TftpServerOptions } from "../../src/tftp/server.ts";
@@ -19,24 +18,7 @@ export function readFixture(name: string): Uint8Array {
   return Deno.readFileSync(fixturesDir() + "tftp/" + name);
 }
 
-/** sha256 hex of a file, streamed. */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path);
-  const buf = new Uint8Array(1 << 20);
-  // bounded by the file size
-  while (true) {
-    const n = await file.read(buf);
-    if (n === null) break;
-    hash.update(buf.subarray(0, n));
-  }
-  return hash.digest("hex");
-}
-
-/** sha256 hex of bytes. */
-export function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
+export { sha256, sha256File } from "../helpers/hash.ts";
 
 /** Deterministic pseudo-random generator (mulberry32). */
 export function prng(seed: number): () => number {
