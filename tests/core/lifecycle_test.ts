@@ -153,3 +153,54 @@ Deno.test("the started server serves the embedded tree over TFTP (curl)", async 
     assert.equal(await pypxe.stop("SIGTERM"), 0);
   }
 });
+
+Deno.test("SIGHUP saves the leases and reloads the static leases; SIGTERM still exits 0", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const leases = join(dir, "static.json");
+    const binding = (n: number) =>
+      JSON.stringify({
+        dhcp: {
+          binding: Object.fromEntries(Array.from({ length: n }, (_, i) => [`52:54:00:00:00:0${i}`, {}])),
+        },
+      });
+    await Deno.writeTextFile(leases, binding(1));
+    const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const pypxe = await startPypxe([
+      "--no-tftp",
+      "--dhcp",
+      "--dhcp-server-port",
+      String(port),
+      "--dhcp-server-ip",
+      "127.0.0.1",
+      "--dhcp-fileserver",
+      "127.0.0.1",
+      "--dhcp-router",
+      "127.0.0.1",
+      "--dhcp-subnet",
+      "255.0.0.0",
+      "--dhcp-begin",
+      "127.0.0.100",
+      "--dhcp-end",
+      "127.0.0.150",
+      "--static-config",
+      leases,
+      "--save-leases",
+      join(dir, "leases.json"),
+    ]);
+    try {
+      await Deno.writeTextFile(leases, binding(3));
+      pypxe.child.kill("SIGHUP");
+      await pypxe.waitFor(/reloaded 3 static lease\(s\)/);
+      await Deno.writeTextFile(leases, "{ broken");
+      pypxe.child.kill("SIGHUP");
+      await pypxe.waitFor(/static leases not reloaded, keeping the previous ones: .*not valid JSON/);
+    } finally {
+      assert.equal(await pypxe.stop("SIGTERM"), 0, pypxe.lines.join("\n"));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
