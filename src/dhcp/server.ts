@@ -646,7 +646,6 @@ function bind(hostname: string, port: number): Deno.DatagramConn {
   }
 }
 
-/** Reads a config key the lead may not have wired yet (undefined when absent or of another type). */
 /** MAC -> IP of the static leases that fix an address. */
 function reservationsOf(leases: StaticLeases): Map<string, string> {
   const reserved = new Map<string, string>();
