@@ -176,30 +176,6 @@ async function measure(s: Server, cmd: string[], bytes: number): Promise<{ mbs: 
 
 const fmt = (n: number, d = 1) => Number.isFinite(n) ? n.toFixed(d) : "-";
 
-async function netemAvailable(): Promise<boolean> {
-  const ns = `pxbench${Deno.pid}`;
-  if ((await sh(["ip", "netns", "add", ns])).code !== 0) return false;
-  try {
-    return (await sh([
-      "ip",
-      "netns",
-      "exec",
-      ns,
-      "tc",
-      "qdisc",
-      "add",
-      "dev",
-      "lo",
-      "root",
-      "netem",
-      "delay",
-      "1ms",
-    ])).code === 0;
-  } finally {
-    await sh(["ip", "netns", "del", ns]);
-  }
-}
-
 /** Prints atftp lock-step vs windowsize throughput. */
 async function windowTable(
   dir: string,
@@ -279,6 +255,7 @@ try {
     }
   }
 
+  const { netemAvailable } = await import("../../tests/tftp/netns.ts");
   const netem = await netemAvailable();
   console.log(
     `\n## windowsize (atftp, blksize 1468) ${
@@ -290,7 +267,7 @@ try {
   let cleanup: (() => Promise<void>) | null = null;
   if (netem) {
     const { createNetnsPair } = await import("../../tests/tftp/netns.ts");
-    const pair = await createNetnsPair(["delay", "0.5ms"]);
+    const pair = await createNetnsPair({ netem: ["delay", "0.5ms"] });
     whpa = await startHpa(dir, 6969, ["ip", "netns", "exec", pair.server], pair.serverIp);
     wpyx = await startPypxe(dir, 6970, ["ip", "netns", "exec", pair.server], pair.serverIp);
     cleanup = async () => {

@@ -7,7 +7,7 @@ const unavailable = await netnsUnavailable();
 const required = Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
 const missing = unavailable ?? (!hasCommand("curl") || !hasCommand("atftp") ? "curl or atftp missing" : null);
 if (missing !== null && !required) {
-  console.log(`skip: TFTP loss tests need root, ip netns and tc: ${missing}`);
+  console.log(`skip: TFTP loss tests need root, ip netns and nft: ${missing}`);
 }
 
 /** Starts serve_fixture.ts inside `ns`; resolves once it prints `ready`. */
@@ -49,14 +49,14 @@ export async function startServerIn(
 }
 
 Deno.test({
-  name: "loss: curl and atftp complete and match through a netem loss 10% link",
+  name: "loss: curl and atftp complete and match through a 10% lossy link between namespaces",
   ignore: missing !== null && !required,
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
     if (missing !== null) throw new Error(`PYPXE_REQUIRE_E2E=1 but: ${missing}`);
     const dir = await Deno.makeTempDir({ prefix: "pypxe-loss-" });
-    const pair = await createNetnsPair(["loss", "10%"]);
+    const pair = await createNetnsPair({ lossPercent: 10 });
     let server: Awaited<ReturnType<typeof startServerIn>> | null = null;
     try {
       await writeRandomFile(`${dir}/f.bin`, 120_000, 21);

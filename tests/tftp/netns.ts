@@ -1,6 +1,7 @@
 /**
  * A veth pair between two network namespaces for loss and delay tests: `server` at 10.X.0.1 and
- * `client` at 10.X.0.2, with an optional netem qdisc on both ends. Always `destroy()` in `finally`.
+ * `client` at 10.X.0.2, with optional random loss (nftables, which every kernel here has) or a netem
+ * qdisc (where the kernel has sch_netem) on both ends. Always `destroy()` in `finally`.
  * @module
  */
 import { run } from "./helpers.ts";
@@ -21,8 +22,17 @@ async function sh(cmd: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.trim() || r.code}`);
 }
 
-/** Creates the pair; `netem` is the netem argument list (e.g. `["loss", "10%"]`), applied on both ends. */
-export async function createNetnsPair(netem: string[] = []): Promise<NetnsPair> {
+/** Options of {@linkcode createNetnsPair}. */
+export interface NetnsPairOptions {
+  /** Percent of the packets each end drops on arrival, at random (nftables `numgen random`). */
+  lossPercent?: number;
+  /** A netem argument list (e.g. `["delay", "0.5ms"]`) applied on both ends; needs sch_netem. */
+  netem?: string[];
+}
+
+/** Creates the pair, with loss or netem as asked. */
+export async function createNetnsPair(opts: NetnsPairOptions = {}): Promise<NetnsPair> {
+  const netem = opts.netem ?? [];
   const tag = `${Deno.pid % 10000}${Math.floor(Math.random() * 1000)}`;
   const octet = 100 + Math.floor(Math.random() * 150);
   const server = `pxs${tag}`;
@@ -51,6 +61,15 @@ export async function createNetnsPair(netem: string[] = []): Promise<NetnsPair> 
       await sh(["ip", "-n", ns, "link", "set", dev, "up"]);
       await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
       if (netem.length > 0) await sh(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", ...netem]);
+      if (opts.lossPercent) {
+        // dropped on arrival, so the sender's send() still succeeds, as on a real lossy wire
+        const nft = (rule: string) => sh(["ip", "netns", "exec", ns, "nft", rule]);
+        await nft("add table inet pypxe_loss");
+        await nft("add chain inet pypxe_loss input { type filter hook input priority 0; }");
+        await nft(
+          `add rule inet pypxe_loss input iifname "${dev}" numgen random mod 100 < ${opts.lossPercent} drop`,
+        );
+      }
     }
   } catch (err) {
     await pair.destroy();
@@ -59,7 +78,7 @@ export async function createNetnsPair(netem: string[] = []): Promise<NetnsPair> 
   return pair;
 }
 
-/** Why namespace tests cannot run here, or null when they can. */
+/** Why namespace loss tests cannot run here (root, ip netns, nft), or null when they can. */
 export async function netnsUnavailable(): Promise<string | null> {
   if (Deno.build.os !== "linux") return "not Linux";
   try {
@@ -67,29 +86,43 @@ export async function netnsUnavailable(): Promise<string | null> {
     const r = await run(["ip", "netns", "add", name], { timeoutMs: 5000 });
     if (r.code !== 0) return `ip netns add failed: ${r.stderr.trim()}`;
     try {
-      const tc = await run([
-        "ip",
-        "netns",
-        "exec",
-        name,
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        "lo",
-        "root",
-        "netem",
-        "delay",
-        "1ms",
-      ], {
+      const nft = await run(["ip", "netns", "exec", name, "nft", "add table inet pypxe_probe"], {
         timeoutMs: 5000,
       });
-      if (tc.code !== 0) return `tc netem not available: ${tc.stderr.trim()}`;
+      if (nft.code !== 0) return `nft not available: ${nft.stderr.trim()}`;
     } finally {
       await run(["ip", "netns", "del", name], { timeoutMs: 5000 });
     }
     return null;
   } catch (err) {
-    return `ip/tc not runnable: ${err instanceof Error ? err.message : err}`;
+    return `ip/nft not runnable: ${err instanceof Error ? err.message : err}`;
+  }
+}
+
+/** True when the kernel has sch_netem (for delay benchmarks). */
+export async function netemAvailable(): Promise<boolean> {
+  const name = `pxnetem${Deno.pid}`;
+  if ((await run(["ip", "netns", "add", name], { timeoutMs: 5000 })).code !== 0) return false;
+  try {
+    const tc = await run([
+      "ip",
+      "netns",
+      "exec",
+      name,
+      "tc",
+      "qdisc",
+      "add",
+      "dev",
+      "lo",
+      "root",
+      "netem",
+      "delay",
+      "1ms",
+    ], {
+      timeoutMs: 5000,
+    });
+    return tc.code === 0;
+  } finally {
+    await run(["ip", "netns", "del", name], { timeoutMs: 5000 });
   }
 }
