@@ -8,17 +8,13 @@ import {
 } from "../../src/dhcp/packet.ts";
 import { decodePxeOptions, Opt } from "../../src/dhcp/options.ts";
 import { xorshift } from "../helpers/random.ts";
+import { fixturesDir } from "../helpers/fixtures.ts";
 
 const ITERATIONS = 20_000;
 
-/** Fixture directory: $PYPXE_FIXTURES (when env access is granted) or /work/shared/fixtures beside the repo. */
+/** The DHCP fixtures. */
 function fixtureDir(): string {
-  const env = Deno.permissions.querySync({ name: "env", variable: "PYPXE_FIXTURES" }).state === "granted"
-    ? Deno.env.get("PYPXE_FIXTURES")
-    : undefined;
-  return env
-    ? `${env.replace(/\/$/, "")}/dhcp/`
-    : new URL("../../../shared/fixtures/dhcp/", import.meta.url).pathname;
+  return fixturesDir() + "dhcp/";
 }
 
 type Rng = ReturnType<typeof xorshift>;

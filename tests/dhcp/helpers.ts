@@ -2,15 +2,11 @@
 import { DEFAULTS, type PxeConfig } from "../../src/config.ts";
 import { MessageType, Opt, setOption } from "../../src/dhcp/options.ts";
 import { createDhcpPacket, type DhcpPacket, encodeDhcp } from "../../src/dhcp/packet.ts";
+import { fixturesDir } from "../helpers/fixtures.ts";
 
-/** Fixture directory: $PYPXE_FIXTURES (when env access is granted) or /work/shared/fixtures beside the repo. */
+/** The DHCP fixtures. */
 export function fixtureDir(): string {
-  const env = Deno.permissions.querySync({ name: "env", variable: "PYPXE_FIXTURES" }).state === "granted"
-    ? Deno.env.get("PYPXE_FIXTURES")
-    : undefined;
-  return env
-    ? `${env.replace(/\/$/, "")}/dhcp/`
-    : new URL("../../../shared/fixtures/dhcp/", import.meta.url).pathname;
+  return fixturesDir() + "dhcp/";
 }
 
 /** Reads one DHCP fixture. */

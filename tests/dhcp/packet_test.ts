@@ -25,15 +25,11 @@ import {
   Opt,
   vendorClass,
 } from "../../src/dhcp/options.ts";
+import { fixturesDir } from "../helpers/fixtures.ts";
 
-/** Fixture directory: $PYPXE_FIXTURES (when env access is granted) or /work/shared/fixtures beside the repo. */
+/** The DHCP fixtures. */
 function fixtureDir(): string {
-  const env = Deno.permissions.querySync({ name: "env", variable: "PYPXE_FIXTURES" }).state === "granted"
-    ? Deno.env.get("PYPXE_FIXTURES")
-    : undefined;
-  return env
-    ? `${env.replace(/\/$/, "")}/dhcp/`
-    : new URL("../../../shared/fixtures/dhcp/", import.meta.url).pathname;
+  return fixturesDir() + "dhcp/";
 }
 const fixture = (name: string): Uint8Array => Deno.readFileSync(fixtureDir() + name);
 const fixtureNames = (): string[] =>

@@ -3,8 +3,9 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { curl, parseHeaders, pseudoRandom, rawRequest, SANITIZE, sha256, startFixture } from "./helpers.ts";
 import { checkIpxeScript } from "./ipxe_syntax.ts";
+import { fixturesDir } from "../helpers/fixtures.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/http/", import.meta.url);
+const FIXTURES = new URL(`file://${fixturesDir()}http/`);
 const EFI = pseudoRandom(700 * 1024, 5);
 const BIG = pseudoRandom(32 * 1024 * 1024, 11);
 

@@ -6,12 +6,8 @@ import { type BootEvent, BootEvents } from "../../src/events.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
 import { TftpServer, type TftpServerOptions } from "../../src/tftp/server.ts";
 
-/** The shared fixture directory (env PYPXE_FIXTURES overrides). */
-export function fixturesDir(): string {
-  const env = Deno.env.get("PYPXE_FIXTURES");
-  if (env) return env.endsWith("/") ? env : env + "/";
-  return new URL("../../../shared/fixtures/", import.meta.url).pathname;
-}
+export { fixturesDir } from "../helpers/fixtures.ts";
+import { fixturesDir } from "../helpers/fixtures.ts";
 
 /** Reads one TFTP fixture by file name. */
 export function readFixture(name: string): Uint8Array {
