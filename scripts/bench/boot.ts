@@ -51,7 +51,7 @@ async function bootWith(server: "dnsmasq" | "pypxe", firmware: Firmware, dir: st
           `--tftp-root=${dir}`,
           "--dhcp-match=set:efi,option:client-arch,7",
           "--dhcp-match=set:efi,option:client-arch,9",
-          "--dhcp-userclass=set:ipxe,iPXE",
+          "--dhcp-match=set:ipxe,175",
           "--dhcp-boot=tag:efi,tag:!ipxe,ipxe.efi",
           "--dhcp-boot=tag:efi,tag:ipxe,boot.ipxe",
           "--dhcp-boot=tag:!efi,pxelinux.0",
