@@ -4,6 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { runCheck } from "./check.ts";
 import { helpText, parseArgs } from "./cli.ts";
 import {
   buildConfig,
@@ -63,6 +64,7 @@ export const SERVICE_FACTORIES: ServiceFactory[] = [
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
   let built: BuiltConfig;
   let staticLeases: StaticLeases = new Map();
+  let checkOnly = false;
   try {
     const request = parseArgs(args);
     if (request.help) {
@@ -87,6 +89,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     built = buildConfig({ file: file.values, flags: request.flags });
     if (built.config.STATIC_CONFIG !== "") staticLeases = await loadStaticLeases(built.config.STATIC_CONFIG);
+    checkOnly = request.check;
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr(`pypxe: error: ${err.message}\n`);
@@ -115,6 +118,21 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
         return 2;
       }
       throw err;
+    }
+    if (checkOnly) {
+      const report = await runCheck({ config, netboot });
+      io.stdout(report.lines.join("\n") + "\n");
+      for (const note of report.notes) io.stdout(`note: ${note}\n`);
+      if (report.problems.length === 0) {
+        io.stdout(`check: ok${staticLeases.size > 0 ? ` (${staticLeases.size} static leases)` : ""}\n`);
+        return 0;
+      }
+      io.stdout(
+        `check: ${report.problems.length} problem(s):\n${
+          report.problems.map((p) => `  - ${p}`).join("\n")
+        }\n`,
+      );
+      return 1;
     }
     const events = new BootEvents();
     const unsubscribe = logBootEvents(events);

@@ -23,6 +23,8 @@ export interface CliRequest {
   readonly version: boolean;
   readonly dumpConfig: boolean;
   readonly dumpConfigMerged: boolean;
+  /** `--check`: validate, probe ports, show the answers per client type, and exit. */
+  readonly check: boolean;
 }
 
 /** Flags that are not settings. */
@@ -31,6 +33,10 @@ const COMMANDS: Readonly<Record<string, { metavar?: string; help: string }>> = {
   "--dump-config": { help: "Print the default configuration as JSON (a valid --config file) and exit" },
   "--dump-config-merged": {
     help: "Print the configuration merged from defaults, --config and flags, and exit",
+  },
+  "--check": {
+    help:
+      "Check config, static leases, netboot tree and ports; show the reply for each client type; exit 0/1",
   },
   "--version": { help: "Print the version and exit" },
   "--help": { help: "Show this help and exit" },
@@ -63,7 +69,7 @@ export function parseArgs(args: readonly string[]): CliRequest {
   const seen = new Map<ConfigKey, string>();
   const used = new Set<string>();
   let configFile: string | undefined;
-  const request = { help: false, version: false, dumpConfig: false, dumpConfigMerged: false };
+  const request = { help: false, version: false, dumpConfig: false, dumpConfigMerged: false, check: false };
 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -83,6 +89,7 @@ export function parseArgs(args: readonly string[]): CliRequest {
     else if (name === "--version") request.version = true;
     else if (name === "--dump-config") request.dumpConfig = true;
     else if (name === "--dump-config-merged") request.dumpConfigMerged = true;
+    else if (name === "--check") request.check = true;
     else if (name === "--config") configFile = takeValue();
     else {
       const target = table.get(name);

@@ -1,0 +1,153 @@
+/**
+ * `--check`: a dry run for the field. Validates what the config points at, checks every port it would
+ * bind is free, and shows, per client type, the answer pypxe would give (file, next-server, options)
+ * with whether that file exists. Nothing is served.
+ * @module
+ */
+import type { PxeConfig } from "./config.ts";
+import { bootFileFor, type ClientInfo, policyOptionsFrom } from "./dhcp/policy.ts";
+import { describeBindError } from "./net.ts";
+import type { NetbootFs } from "./netboot/fs.ts";
+
+/** One client type the check shows. */
+interface SampleClient {
+  readonly label: string;
+  readonly client: ClientInfo;
+  /**
+   * Set for client types the default tree cannot serve (Debian ships no ARM64 iPXE, Pi firmware is
+   * the user's): a missing file is a note, unless the user configured that type's file.
+   */
+  readonly optionalUnless?: (config: PxeConfig) => boolean;
+}
+
+/** The client types of `--check`, as their firmware describes itself. */
+export const SAMPLE_CLIENTS: readonly SampleClient[] = [
+  { label: "BIOS", client: { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: false } },
+  { label: "UEFI x64", client: { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003000", ipxe: false } },
+  {
+    label: "UEFI HTTP",
+    client: { arch: 16, vendorClass: "HTTPClient:Arch:00016:UNDI:003000", ipxe: false },
+    optionalUnless: (c) => c.USE_HTTP,
+  },
+  {
+    label: "ARM64 UEFI",
+    client: { arch: 11, vendorClass: "PXEClient:Arch:00011:UNDI:003000", ipxe: false },
+    optionalUnless: (c) => c.NETBOOT_FILE_ARM64 !== "",
+  },
+  { label: "iPXE BIOS", client: { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: true } },
+  { label: "iPXE UEFI", client: { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003010", ipxe: true } },
+  {
+    label: "Raspberry Pi",
+    client: {
+      arch: 0,
+      vendorClass: "PXEClient:Arch:00000:UNDI:002001",
+      ipxe: false,
+      mac: "b8:27:eb:12:34:56",
+    },
+    optionalUnless: () => false,
+  },
+];
+
+/** What `--check` found. */
+export interface CheckReport {
+  /** The table and the port lines, ready to print. */
+  readonly lines: string[];
+  /** Everything that is wrong, one line each; empty when all is well. */
+  readonly problems: string[];
+  /** Client types that would not boot but are not configured either (ARM64, Raspberry Pi...). */
+  readonly notes: string[];
+}
+
+/** A socket pypxe would bind. */
+interface PortUse {
+  readonly service: string;
+  readonly proto: "UDP" | "TCP";
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The sockets the enabled services bind. */
+export function portsOf(config: PxeConfig): PortUse[] {
+  const ports: PortUse[] = [];
+  if (config.USE_TFTP) {
+    ports.push({ service: "tftp", proto: "UDP", host: config.TFTP_SERVER_IP, port: config.TFTP_PORT });
+  }
+  if (config.USE_DHCP) {
+    ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: config.DHCP_SERVER_PORT });
+    if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: 4011 });
+  }
+  if (config.USE_HTTP) {
+    ports.push({ service: "http", proto: "TCP", host: config.HTTP_SERVER_IP, port: config.HTTP_PORT });
+  }
+  if ([config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "")) {
+    ports.push({ service: "nbd", proto: "TCP", host: config.NBD_SERVER_IP, port: config.NBD_PORT });
+  }
+  return ports;
+}
+
+/** Binds and closes the socket at once; returns the one-line problem, or null when it is free. */
+export function probePort(use: PortUse): string | null {
+  try {
+    if (use.proto === "UDP") {
+      Deno.listenDatagram({ transport: "udp", hostname: use.host, port: use.port }).close();
+    } else {
+      Deno.listen({ transport: "tcp", hostname: use.host, port: use.port }).close();
+    }
+    return null;
+  } catch (err) {
+    return describeBindError(err, use);
+  }
+}
+
+function pad(cells: string[], widths: number[]): string {
+  return cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+}
+
+/** Runs the check: the per-client table, the port probes and the files the answers name. */
+export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }): Promise<CheckReport> {
+  const { config, netboot } = opts;
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const policy = policyOptionsFrom(config);
+  const rows: string[][] = [["client", "boot file", "next-server", "options", "file"]];
+  for (const { label, client, optionalUnless } of SAMPLE_CLIENTS) {
+    const report = optionalUnless === undefined || optionalUnless(config) ? problems : notes;
+    const decision = bootFileFor(client, policy);
+    const file = decision.file ?? "(none)";
+    let state = "-";
+    if (decision.file !== undefined && !/^[a-z]+:\/\//.test(decision.file)) {
+      try {
+        const found = await netboot.resolve(decision.file);
+        state = `ok (${found.layer}, ${found.size} bytes)`;
+      } catch {
+        state = "MISSING";
+        report.push(
+          `${label}: boot file ${decision.file} is not in the netboot tree (${netboot.describe()})`,
+        );
+      }
+    } else if (decision.file !== undefined) state = "URL";
+    if (decision.warning) report.push(`${label}: ${decision.warning}`);
+    const options = [
+      decision.vendorClass ? `60=${decision.vendorClass}` : "",
+      decision.family === "rpi" ? "43='Raspberry Pi Boot' 66" : "",
+      config.DHCP_MODE_PROXY ? "43=PXE discovery (proxy)" : "",
+    ].filter((o) => o !== "").join(" ");
+    rows.push([label, file, config.DHCP_FILESERVER, options || "-", state]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const lines = [`Replies pypxe would send (${config.DHCP_MODE_PROXY ? "proxyDHCP" : "DHCP"}):`];
+  for (const row of rows) lines.push("  " + pad(row, widths));
+  lines.push("Ports:");
+  const ports = portsOf(config);
+  if (ports.length === 0) lines.push("  none (no service enabled)");
+  for (const use of ports) {
+    const problem = probePort(use);
+    lines.push(
+      `  ${use.service.padEnd(5)} ${use.proto} ${use.host}:${use.port}  ${
+        problem === null ? "free" : "NOT FREE"
+      }`,
+    );
+    if (problem !== null) problems.push(problem);
+  }
+  return { lines, problems, notes };
+}
