@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runPypxeOnce } from "../helpers/pypxe.ts";
 
-async function freeUdpPort(): Promise<number> {
+function freeUdpPort(): number {
   const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
@@ -13,7 +13,7 @@ Deno.test("--check: the reply per client type, ports free, exit 0; problems list
   const dir = await Deno.makeTempDir({ prefix: "pypxe-check-" });
   try {
     for (const f of ["pxelinux.0", "ipxe.efi", "undionly.kpxe"]) await Deno.writeTextFile(join(dir, f), f);
-    const port = await freeUdpPort();
+    const port = freeUdpPort();
     const common = ["--netboot-dir", dir, "--tftp-server-ip", "127.0.0.1", "--tftp-port", String(port)];
     const ok = await runPypxeOnce(["--check", ...common]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
