@@ -4,6 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { chooseInterface, decideAuto, type ProbeAnswer, probeDhcpServers } from "./auto.ts";
 import { runCheck } from "./check.ts";
 import { helpText, parseArgs } from "./cli.ts";
 import {
@@ -65,6 +66,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
   let built: BuiltConfig;
   let staticLeases: StaticLeases = new Map();
   let checkOnly = false;
+  let autoNotes: string[] = [];
   try {
     const request = parseArgs(args);
     if (request.help) {
@@ -87,7 +89,10 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
       io.stdout(configToJson({ ...DEFAULTS, ...file.values, ...request.flags }) + "\n");
       return 0;
     }
-    built = buildConfig({ file: file.values, flags: request.flags });
+    const auto = await applyAuto(file.values, request.flags, io);
+    if (typeof auto === "number") return auto;
+    built = buildConfig({ file: file.values, flags: auto.flags });
+    autoNotes = auto.notes;
     if (built.config.STATIC_CONFIG !== "") staticLeases = await loadStaticLeases(built.config.STATIC_CONFIG);
     checkOnly = request.check;
   } catch (err) {
@@ -105,6 +110,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
   });
   const log = getLogger(MAIN_CATEGORY);
   try {
+    for (const note of autoNotes) log.info(note);
     for (const warning of built.warnings) log.warn(warning);
     let netboot: NetbootFs;
     try {
@@ -158,6 +164,41 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
   } finally {
     await teardownLogging();
   }
+}
+
+/**
+ * `--auto`: probes the segment and fills in the DHCP mode and services the user did not set. Returns
+ * the flags to build the config from, with the decision as notes, or an exit code when the probe
+ * cannot run.
+ */
+async function applyAuto(
+  file: Partial<PxeConfig>,
+  flags: Partial<PxeConfig>,
+  io: AppIo,
+): Promise<{ flags: Partial<PxeConfig>; notes: string[] } | number> {
+  const given = { ...file, ...flags };
+  if (!given.AUTO) return { flags, notes: [] };
+  const iface = chooseInterface(given.INTERFACE ?? "");
+  const timeoutMs = given.AUTO_PROBE_MS ?? DEFAULTS.AUTO_PROBE_MS;
+  let answers: ProbeAnswer[];
+  try {
+    answers = await probeDhcpServers({ iface, timeoutMs });
+  } catch (err) {
+    io.stderr(`pypxe: error: --auto: ${err instanceof Error ? err.message : err}\n`);
+    return 1;
+  }
+  const decision = decideAuto(iface, answers, timeoutMs);
+  const notes = [`auto: ${decision.reason}`];
+  const merged: Partial<PxeConfig> = { ...flags };
+  for (const [key, value] of Object.entries(decision.flags) as [keyof PxeConfig, never][]) {
+    if (!(key in given)) merged[key] = value;
+  }
+  if (answers.length > 0 && given.USE_DHCP && !given.DHCP_MODE_PROXY) {
+    notes.push(
+      "auto: --dhcp given explicitly although another DHCP server answered: two servers now compete",
+    );
+  }
+  return { flags: merged, notes };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -66,6 +66,8 @@ export interface PxeConfig {
   NETBOOT_FILE_EFI64: string;
   NETBOOT_FILE_ARM32: string;
   NETBOOT_FILE_ARM64: string;
+  AUTO: boolean;
+  AUTO_PROBE_MS: number;
 }
 
 /** A configuration key. */
@@ -155,6 +157,8 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   NETBOOT_FILE_EFI64: "",
   NETBOOT_FILE_ARM32: "",
   NETBOOT_FILE_ARM64: "",
+  AUTO: false,
+  AUTO_PROBE_MS: 2000,
 });
 
 /** The settings table: one row per key, in `--help` order. */
@@ -224,6 +228,24 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     metavar: "IFACE",
     ours: true,
     help: "Derive server IP, subnet, broadcast, router and lease range from this interface's IPv4 address",
+  },
+  AUTO: {
+    kind: "bool",
+    group: "main",
+    flag: "--auto",
+    ours: true,
+    help: "Field mode: probe the segment for a DHCP server, then run proxyDHCP beside it or full DHCP, " +
+      "plus TFTP, HTTP and iPXE (needs root for port 68)",
+  },
+  AUTO_PROBE_MS: {
+    kind: "int",
+    group: "main",
+    flag: "--auto-probe-ms",
+    metavar: "MS",
+    min: 100,
+    max: 30000,
+    ours: true,
+    help: "How long --auto waits for DHCP offers",
   },
   USE_DHCP: {
     kind: "bool",

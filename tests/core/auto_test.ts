@@ -1,0 +1,104 @@
+/** `--auto` in network namespaces: proxyDHCP beside a DHCP server that answers, full DHCP when none does. */
+import assert from "node:assert/strict";
+import { startPypxe } from "../helpers/pypxe.ts";
+import { e2eUnavailable, REQUIRE_E2E, Segment } from "../e2e/harness.ts";
+
+const unavailable = await e2eUnavailable(["ip", "dnsmasq"]);
+if (unavailable !== null && REQUIRE_E2E) {
+  Deno.test("--auto tests can run (PYPXE_REQUIRE_E2E=1)", () => {
+    throw new Error(`--auto tests need: ${unavailable}`);
+  });
+}
+
+async function autoRun(withDnsmasq: boolean): Promise<string[]> {
+  const seg = await Segment.create(withDnsmasq ? "autop" : "autof");
+  let dnsmasq: Deno.ChildProcess | undefined;
+  try {
+    if (withDnsmasq) {
+      const host = await seg.addHost(`${seg.subnet}.2`);
+      dnsmasq = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          host.ns,
+          "dnsmasq",
+          "-d",
+          "--port=0",
+          `--interface=${host.ifname}`,
+          "--bind-interfaces",
+          `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
+          "--no-ping",
+          "-z",
+          "--pid-file=",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 500)); // dnsmasq binds within milliseconds
+    }
+    const pypxe = await startPypxe(
+      ["--auto", "--interface", seg.serverIf, "--auto-probe-ms", "1500", "--http-port", "8080"],
+      { prefix: seg.inServer() },
+    );
+    const code = await pypxe.stop("SIGTERM");
+    assert.equal(code, 0, pypxe.lines.join("\n"));
+    return pypxe.lines;
+  } finally {
+    if (dnsmasq) {
+      dnsmasq.kill("SIGTERM");
+      await dnsmasq.status;
+    }
+    await seg.destroy();
+  }
+}
+
+Deno.test({
+  name: "--auto: another DHCP server answers -> proxyDHCP, plus TFTP, HTTP and iPXE",
+  ignore: unavailable !== null,
+  sanitizeResources: false, // subprocess pipes are drained by the helper
+  fn: async () => {
+    const lines = (await autoRun(true)).join("\n");
+    assert.match(
+      lines,
+      /auto: DHCP server\(s\) 10\.\d+\.0\.2 answered on srv0: running proxyDHCP beside them/,
+    );
+    assert.match(lines, /dhcp: server 10\.\d+\.0\.1\/255\.255\.255\.0 on srv0 \(--interface\), proxyDHCP/);
+    assert.match(lines, /http +TCP 0\.0\.0\.0:8080/);
+    assert.match(lines, /tftp +UDP 0\.0\.0\.0:69/);
+    assert.match(lines, /iPXE BIOS: http:\/\/10\.\d+\.0\.1:8080\/boot\.http\.ipxe/);
+  },
+});
+
+Deno.test({
+  name: "--auto: no DHCP server answers -> full DHCP with a range from the interface",
+  ignore: unavailable !== null,
+  sanitizeResources: false,
+  fn: async () => {
+    const lines = (await autoRun(false)).join("\n");
+    assert.match(lines, /auto: no DHCP server answered on srv0 within 1\.5 s: running full DHCP/);
+    assert.match(
+      lines,
+      /dhcp: server 10\.\d+\.0\.1\/255\.255\.255\.0 on srv0 \(--interface\), range 10\.\d+\.0\.128-10\.\d+\.0\.227/,
+    );
+  },
+});
+
+Deno.test("--auto chooses --interface, else the only IPv4 interface, else the only wired one", async () => {
+  const { chooseInterface, decideAuto } = await import("../../src/auto.ts");
+  const eth = { name: "eth0", address: "10.0.0.5", netmask: "255.255.255.0" };
+  const wlan = { name: "wlan0", address: "192.168.1.5", netmask: "255.255.255.0" };
+  const usb = { name: "enx001122", address: "172.16.0.5", netmask: "255.255.0.0" };
+  assert.equal(chooseInterface("", [wlan]).name, "wlan0");
+  assert.equal(chooseInterface("", [eth, wlan]).name, "eth0");
+  assert.equal(chooseInterface("wlan0", [eth, wlan]).name, "wlan0");
+  assert.throws(
+    () => chooseInterface("", [eth, usb, wlan]),
+    /cannot choose among the IPv4 interfaces \(eth0, enx001122, wlan0\)/,
+  );
+  assert.throws(() => chooseInterface("eth9", [eth]), /--interface eth9: no IPv4 address/);
+  assert.deepEqual(decideAuto(eth, [], 2000).flags.DHCP_MODE_PROXY, false);
+  assert.deepEqual(
+    decideAuto(eth, [{ server: "10.0.0.1", offered: "10.0.0.9" }], 2000).flags.DHCP_MODE_PROXY,
+    true,
+  );
+});
