@@ -35,6 +35,7 @@ import { createDhcpService } from "./dhcp/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
+import { StatusBoard } from "./status.ts";
 import { VERSION } from "./version.ts";
 
 /** Where the program writes; tests pass their own. */
@@ -142,7 +143,8 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     const events = new BootEvents();
     const unsubscribe = logBootEvents(events);
-    const ctx: ServiceContext = { config, netboot, events, staticLeases };
+    const status = new StatusBoard(events);
+    const ctx: ServiceContext = { config, netboot, events, staticLeases, status };
     const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
     const group = new ServiceGroup(services);
     try {
@@ -160,6 +162,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     io.onReady?.(group);
     await stopped;
     unsubscribe();
+    status.close();
     return 0;
   } finally {
     await teardownLogging();

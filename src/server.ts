@@ -9,6 +9,7 @@ import { MAIN_CATEGORY } from "./log.ts";
 import type { BootEvents } from "./events.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 import type { StaticLeases } from "./static_leases.ts";
+import type { StatusBoard } from "./status.ts";
 
 /** A protocol server that can be started and stopped. */
 export interface Service {
@@ -30,6 +31,8 @@ export interface ServiceContext {
   readonly netboot: NetbootFs;
   readonly events: BootEvents;
   readonly staticLeases: StaticLeases;
+  /** The live status model, served by the HTTP service at /status, /status.json and /metrics. */
+  readonly status?: StatusBoard;
 }
 
 /** A service factory; returns null when the service is off in `config`. */

@@ -74,6 +74,8 @@ export interface HttpServerOptions {
   menus?: boolean;
   /** On stop, running downloads may finish for this long (ms) before they are cut; default 2000. */
   stopGraceMs?: number;
+  /** Extra routes tried before the file tree (the status pages); null means "not mine". */
+  routes?: (req: Request, path: string) => Response | null;
 }
 
 interface CacheEntry {
@@ -126,9 +128,10 @@ function errorResponse(status: number, detail: string, extra: Record<string, str
 /** The netboot tree over HTTP. */
 export class HttpServer implements Service {
   readonly name = "http";
-  readonly #opts: Required<Omit<HttpServerOptions, "events" | "advertiseHost">> & {
+  readonly #opts: Required<Omit<HttpServerOptions, "events" | "advertiseHost" | "routes">> & {
     events?: BootEvents;
     advertiseHost?: string;
+    routes?: HttpServerOptions["routes"];
   };
   #server: Deno.HttpServer<Deno.NetAddr> | null = null;
   #cache = new Map<string, CacheEntry>();
@@ -245,6 +248,8 @@ export class HttpServer implements Service {
       }));
     };
     try {
+      const routed = path !== null && this.#opts.routes ? this.#opts.routes(req, path) : null;
+      if (routed !== null) return routed;
       // fast path: a small file already in memory and recently checked is answered without awaiting
       if (path !== null && (req.method === "GET" || req.method === "HEAD")) {
         const entry = this.#cache.get(path.charCodeAt(1) === 47 ? path.replace(/^\/+/, "") : path.slice(1));
@@ -614,5 +619,6 @@ export const createHttpService: ServiceFactory = (ctx) => {
     netboot: ctx.netboot,
     events: ctx.events,
     advertiseHost: bound !== "0.0.0.0" ? bound : ctx.config.DHCP_FILESERVER || ctx.config.DHCP_SERVER_IP,
+    routes: ctx.status ? (req, path) => ctx.status!.route(req, path) : undefined,
   });
 };
