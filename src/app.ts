@@ -36,6 +36,7 @@ import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
 import { StatusBoard } from "./status.ts";
+import { TtyStatusView } from "./status_tty.ts";
 import { VERSION } from "./version.ts";
 
 /** Where the program writes; tests pass their own. */
@@ -104,7 +105,13 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     throw err;
   }
   const { config } = built;
+  // with the live table on, every log line goes through it (erase table, print line, redraw)
+  let view: TtyStatusView | null = null;
+  const showStatus = built.explicit.has("STATUS")
+    ? config.STATUS
+    : config.MODE_DEBUG === "" && !checkOnly && isTerminal(Deno.stderr);
   await setupLogging({
+    write: showStatus ? (line) => view ? view.writeLog(line) : writeErr(line + "\n") : undefined,
     debug: config.MODE_DEBUG,
     verbose: config.MODE_VERBOSE,
     syslog: config.SYSLOG_SERVER ? { host: config.SYSLOG_SERVER, port: config.SYSLOG_PORT } : null,
@@ -159,8 +166,11 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     // listen for signals before saying "ready", so a signal right after it is handled
     const stopped = runUntilSignal(group, { signal: io.signal });
     for (const line of await banner(built, netboot, services)) log.info(line);
+    if (showStatus) view = new TtyStatusView(status, writeErr);
     io.onReady?.(group);
     await stopped;
+    view?.close();
+    view = null;
     unsubscribe();
     status.close();
     return 0;
@@ -202,6 +212,22 @@ async function applyAuto(
     );
   }
   return { flags: merged, notes };
+}
+
+function isTerminal(stream: { isTerminal(): boolean }): boolean {
+  try {
+    return stream.isTerminal();
+  } catch {
+    return false;
+  }
+}
+
+function writeErr(text: string): void {
+  try {
+    Deno.stderr.writeSync(encoder.encode(text));
+  } catch {
+    // stderr closed
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

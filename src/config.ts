@@ -68,6 +68,7 @@ export interface PxeConfig {
   NETBOOT_FILE_ARM64: string;
   AUTO: boolean;
   AUTO_PROBE_MS: number;
+  STATUS: boolean;
 }
 
 /** A configuration key. */
@@ -159,6 +160,7 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   NETBOOT_FILE_ARM64: "",
   AUTO: false,
   AUTO_PROBE_MS: 2000,
+  STATUS: false,
 });
 
 /** The settings table: one row per key, in `--help` order. */
@@ -246,6 +248,14 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     max: 30000,
     ours: true,
     help: "How long --auto waits for DHCP offers",
+  },
+  STATUS: {
+    kind: "bool",
+    group: "main",
+    flag: "--status",
+    noFlag: "--no-status",
+    ours: true,
+    help: "Live client table under the log on a terminal (default: on for a terminal without --debug)",
   },
   USE_DHCP: {
     kind: "bool",

@@ -1,0 +1,118 @@
+/**
+ * The live status table on a terminal: a few lines below the log tail, redrawn in place. Every log line
+ * goes through {@linkcode TtyStatusView.writeLog}, which erases the table, prints the line and draws the
+ * table again in one write, so nothing flickers or interleaves.
+ * @module
+ */
+import type { ClientStatus, StatusBoard } from "./status.ts";
+
+const STAGE_TEXT: Record<ClientStatus["stage"], string> = {
+  dhcp: "DHCP",
+  nbp: "NBP",
+  script: "script",
+  kernel: "kernel",
+  done: "done",
+};
+
+function size(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}G`
+    : n >= 1e6
+    ? `${(n / 1e6).toFixed(1)}M`
+    : n >= 1e3
+    ? `${Math.round(n / 1e3)}k`
+    : `${n}`;
+}
+
+/** Renders the table rows (no escape codes); `now` in Unix ms. */
+export function renderStatusTable(clients: readonly ClientStatus[], now: number, maxRows = 8): string[] {
+  if (clients.length === 0) return ["-- pypxe: waiting for clients --"];
+  const lines = [`-- pypxe: ${clients.length} client(s) --`];
+  for (const c of clients.slice(0, maxRows)) {
+    const pct = c.total ? Math.min(100, Math.round((100 * c.bytes) / c.total)) : c.stage === "done" ? 100 : 0;
+    const filled = Math.round(pct / 10);
+    const bar = `[${"#".repeat(filled)}${"-".repeat(10 - filled)}]`;
+    const file = (c.file ?? "").length > 24 ? "…" + (c.file ?? "").slice(-23) : c.file ?? "";
+    const rate = c.rate > 0 ? `${size(c.rate)}B/s` : "";
+    const seen = `${Math.max(0, Math.round((now - c.lastSeen) / 1000))}s`;
+    lines.push(
+      [
+        (c.mac ?? c.ip ?? "?").padEnd(17),
+        (c.label ?? "").padEnd(12).slice(0, 12),
+        (c.ip ?? "").padEnd(15),
+        STAGE_TEXT[c.stage].padEnd(6),
+        file.padEnd(24),
+        bar,
+        `${String(pct).padStart(3)}%`,
+        rate.padStart(9),
+        seen.padStart(4),
+      ].join(" "),
+    );
+  }
+  if (clients.length > maxRows) lines.push(`   … and ${clients.length - maxRows} more`);
+  return lines;
+}
+
+/** The table under the log tail. */
+export class TtyStatusView {
+  readonly #board: StatusBoard;
+  readonly #write: (text: string) => void;
+  readonly #now: () => number;
+  #height = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #tick: ReturnType<typeof setInterval> | undefined;
+  #off: () => void;
+  #closed = false;
+
+  /** Draws the table with `write` (the terminal) and keeps it current (at most 4 redraws a second). */
+  constructor(board: StatusBoard, write: (text: string) => void, opts: { now?: () => number } = {}) {
+    this.#board = board;
+    this.#write = write;
+    this.#now = opts.now ?? Date.now;
+    this.#off = board.onChange(() => this.#schedule());
+    this.#tick = setInterval(() => this.#redraw(), 1000); // "last seen" keeps counting
+    this.#redraw();
+  }
+
+  /** Prints one log line above the table. */
+  writeLog(line: string): void {
+    if (this.#closed) return this.#write(line + "\n");
+    this.#write(this.#erase() + line + "\n" + this.#draw());
+  }
+
+  /** Removes the table and stops redrawing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#off();
+    clearTimeout(this.#timer);
+    clearInterval(this.#tick);
+    this.#write(this.#erase());
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#redraw();
+    }, 250);
+  }
+
+  #redraw(): void {
+    if (this.#closed) return;
+    this.#write(this.#erase() + this.#draw());
+  }
+
+  /** Escape codes that move to the table's first line and clear to the end of the screen. */
+  #erase(): string {
+    const up = this.#height > 0 ? `\x1b[${this.#height}F` : "\r";
+    this.#height = 0;
+    return `${up}\x1b[J`;
+  }
+
+  #draw(): string {
+    const lines = renderStatusTable(this.#board.clients(), this.#now());
+    this.#height = lines.length;
+    return lines.map((l) => `\x1b[2m${l}\x1b[0m`).join("\n") + "\n";
+  }
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { BootEvents } from "../../src/events.ts";
+import { StatusBoard } from "../../src/status.ts";
+import { renderStatusTable, TtyStatusView } from "../../src/status_tty.ts";
+
+Deno.test("tty status: log lines print above the table, which is erased and redrawn in one write", () => {
+  const events = new BootEvents();
+  const board = new StatusBoard(events, { now: () => 5_000 });
+  const writes: string[] = [];
+  const view = new TtyStatusView(board, (t) => writes.push(t), { now: () => 6_000 });
+  try {
+    assert.equal(writes.length, 1);
+    assert.match(writes[0], /^\r\x1b\[J\x1b\[2m-- pypxe: waiting for clients --\x1b\[0m\n$/);
+    events.emit({
+      kind: "dhcp",
+      mac: "aa:bb:cc:dd:ee:01",
+      received: "DISCOVER",
+      sent: "OFFER",
+      client: "BIOS",
+      ip: "10.0.0.5",
+    });
+    view.writeLog("INFO dhcp aa:bb:cc:dd:ee:01 DISCOVER -> OFFER");
+    const last = writes[writes.length - 1];
+    // up one line (the old table), clear, the log line, then the new two-line table
+    assert.match(
+      last,
+      /^\x1b\[1F\x1b\[JINFO dhcp aa:bb:cc:dd:ee:01 DISCOVER -> OFFER\n\x1b\[2m-- pypxe: 1 client\(s\) --/,
+    );
+    assert.match(last, /aa:bb:cc:dd:ee:01 BIOS +10\.0\.0\.5 +DHCP .*\[----------\] +0% +1s\x1b\[0m\n$/);
+  } finally {
+    view.close();
+    board.close();
+  }
+  assert.match(writes[writes.length - 1], /^\x1b\[2F\x1b\[J$/, "close() erases the table");
+});
+
+Deno.test("tty status: rows show stage, file, progress bar and rate; long lists are cut", () => {
+  const rows = renderStatusTable(
+    [
+      {
+        mac: "aa:bb:cc:dd:ee:02",
+        ip: "10.0.0.6",
+        label: "UEFI x64",
+        stage: "kernel",
+        file: "vmlinuz",
+        bytes: 5e6,
+        total: 1e7,
+        rate: 2.5e6,
+        lastSeen: 1000,
+      },
+      { ip: "10.0.0.7", stage: "nbp", bytes: 0, rate: 0, lastSeen: 1000 },
+    ],
+    3000,
+    1,
+  );
+  assert.equal(rows.length, 3);
+  assert.match(
+    rows[1],
+    /aa:bb:cc:dd:ee:02 UEFI x64 +10\.0\.0\.6 +kernel vmlinuz +\[#####-----\] +50% +2\.5MB\/s +2s/,
+  );
+  assert.match(rows[2], /and 1 more/);
+});
+
+const hasScript = new Deno.Command("sh", { args: ["-c", "command -v script"] }).outputSync().code === 0;
+Deno.test({
+  name: "tty status: on a real terminal (script's pty) the table shows a TFTP client live",
+  ignore: !hasScript,
+  fn: async () => {
+    const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    const inner =
+      `${Deno.execPath()} run -P --no-prompt ${main} --tftp-port ${port} --tftp-server-ip 127.0.0.1 & ` +
+      `P=$!; sleep 4; kill -TERM $P; wait $P`;
+    const child = new Deno.Command("script", {
+      args: ["-qfec", inner, "/dev/null"],
+      env: { NO_COLOR: "1", TERM: "xterm" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await new Promise((r) => setTimeout(r, 2500));
+    const curl = await new Deno.Command("curl", {
+      args: ["-sS", "--max-time", "5", "-o", "/dev/null", `tftp://127.0.0.1:${port}/pxelinux.cfg/default`],
+    }).output();
+    assert.equal(curl.code, 0);
+    const out = await child.output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /-- pypxe: waiting for clients --/);
+    assert.match(text, /-- pypxe: 1 client\(s\) --/);
+    assert.match(text, /127\.0\.0\.1 +script +pxelinux\.cfg\/default/);
+    assert.match(text, /\x1b\[\d+F\x1b\[J/, "the table is redrawn in place");
+    assert.match(text, /INFO {2}tftp {2}127\.0\.0\.1:\d+ pxelinux\.cfg\/default/);
+  },
+});
