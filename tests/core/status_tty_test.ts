@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-control-regex -- these tests check the terminal escape codes themselves
 import assert from "node:assert/strict";
 import { BootEvents } from "../../src/events.ts";
 import { StatusBoard } from "../../src/status.ts";
