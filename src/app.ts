@@ -35,6 +35,7 @@ import { createDhcpService } from "./dhcp/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
+import { dropPrivileges, type Ids, lookupIds } from "./privilege.ts";
 import { StatusBoard } from "./status.ts";
 import { TtyStatusView } from "./status_tty.ts";
 import { VERSION } from "./version.ts";
@@ -69,6 +70,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
   let staticLeases: StaticLeases = new Map();
   let checkOnly = false;
   let autoNotes: string[] = [];
+  let ids: Ids | undefined;
   try {
     const request = parseArgs(args);
     if (request.help) {
@@ -97,6 +99,8 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     autoNotes = auto.notes;
     if (built.config.STATIC_CONFIG !== "") staticLeases = await loadStaticLeases(built.config.STATIC_CONFIG);
     checkOnly = request.check;
+    if (built.config.USER !== "") ids = lookupIds(built.config.USER, built.config.GROUP || undefined);
+    else if (built.config.GROUP !== "") throw new ConfigError("--group needs --user");
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr(`pypxe: error: ${err.message}\n`);
@@ -162,6 +166,17 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
         return 1;
       }
       throw err;
+    }
+    if (ids !== undefined) {
+      try {
+        const stateFiles = [config.LEASES_FILE].filter((f) => f !== "");
+        for (const note of dropPrivileges(ids, { stateFiles })) log.warn(note);
+        log.info(`dropped root: now uid ${ids.uid} gid ${ids.gid}`);
+      } catch (err) {
+        log.error(`--user ${config.USER}: ${err instanceof Error ? err.message : err}`);
+        await group.stop();
+        return 1;
+      }
     }
     // listen for signals before saying "ready", so a signal right after it is handled
     const stopped = runUntilSignal(group, { signal: io.signal });

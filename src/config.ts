@@ -69,6 +69,8 @@ export interface PxeConfig {
   AUTO: boolean;
   AUTO_PROBE_MS: number;
   STATUS: boolean;
+  USER: string;
+  GROUP: string;
 }
 
 /** A configuration key. */
@@ -161,6 +163,8 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   AUTO: false,
   AUTO_PROBE_MS: 2000,
   STATUS: false,
+  USER: "",
+  GROUP: "",
 });
 
 /** The settings table: one row per key, in `--help` order. */
@@ -256,6 +260,22 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     noFlag: "--no-status",
     ours: true,
     help: "Live client table under the log on a terminal (default: on for a terminal without --debug)",
+  },
+  USER: {
+    kind: "string",
+    group: "main",
+    flag: "--user",
+    metavar: "NAME",
+    ours: true,
+    help: "Drop root to this user once every port is bound (state files are handed over)",
+  },
+  GROUP: {
+    kind: "string",
+    group: "main",
+    flag: "--group",
+    metavar: "NAME",
+    ours: true,
+    help: "Group for --user (default: the user's own group)",
   },
   USE_DHCP: {
     kind: "bool",
