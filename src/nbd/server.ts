@@ -29,6 +29,7 @@ import {
   RamStore,
   removeStaleCowFiles,
 } from "./store.ts";
+import { terminalProgress } from "../progress.ts";
 
 /** One export: an image path, with an optional name (default: the file's base name) and description. */
 export interface NbdExportOptions {
@@ -201,7 +202,11 @@ export class NbdServer implements Service {
         try {
           checkFreeMemory(path, base.size);
           const started = performance.now();
-          const ram = RamStore.load({ source: base, writable: direct });
+          const ram = RamStore.load({
+            source: base,
+            writable: direct,
+            onProgress: terminalProgress(`copying ${path} to RAM`),
+          });
           log.info("copied {path} to RAM ({mb} MB in {s} s)", {
             path,
             mb: (base.size / 1e6).toFixed(1),

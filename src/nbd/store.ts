@@ -176,6 +176,8 @@ export interface RamStoreOptions {
   source: BlockStore;
   /** Accept writes (volatile: shared by every client, lost at exit). */
   writable: boolean;
+  /** Called after each chunk with bytes copied so far and the total. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** A whole image copied into RAM (64 MiB chunks, so images beyond one ArrayBuffer's limit fit). */
@@ -198,6 +200,7 @@ export class RamStore implements BlockStore {
       const chunk = new Uint8Array(Math.min(RAM_CHUNK, opts.source.size - at));
       opts.source.read(at, chunk);
       chunks.push(chunk);
+      opts.onProgress?.(at + chunk.length, opts.source.size);
     }
     return new RamStore(chunks, opts.source.size, opts.writable);
   }

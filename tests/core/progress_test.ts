@@ -1,0 +1,54 @@
+// deno-lint-ignore-file no-control-regex -- the bar is drawn with terminal escape codes
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { formatProgress, terminalProgress } from "../../src/progress.ts";
+
+Deno.test("progress: the bar, the percentage and the sizes; silent off a terminal", () => {
+  assert.equal(formatProgress("copying", 1e9, 2e9, 10), "copying [#####-----]  50%  1.0/2.0 GB");
+  assert.equal(formatProgress("copying", 0, 0, 4), "copying [####] 100%  0.0/0.0 GB");
+  const writes: string[] = [];
+  const silent = terminalProgress("x", { isTerminal: false, write: (t) => writes.push(t) });
+  silent(5, 10);
+  assert.equal(writes.length, 0);
+  const bar = terminalProgress("x", { isTerminal: true, write: (t) => writes.push(t) });
+  bar(5, 10);
+  bar(6, 10); // within 100 ms: skipped
+  bar(10, 10); // the end is always drawn, with a newline
+  assert.equal(writes.length, 2);
+  assert.match(writes[1], /^\r\x1b\[Kx \[#{20}\] 100%.*\n$/);
+});
+
+const hasScript = new Deno.Command("sh", { args: ["-c", "command -v script"] }).outputSync().code === 0;
+Deno.test({
+  name: "progress: --nbd-copy-to-ram shows a bar on a real terminal",
+  ignore: !hasScript,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "pypxe-progress-" });
+    try {
+      const image = join(dir, "disk.img");
+      await Deno.truncate(image, 300 << 20).catch(async () => {
+        await Deno.writeFile(image, new Uint8Array(0));
+        await Deno.truncate(image, 300 << 20);
+      });
+      const main = new URL("../../main.ts", import.meta.url).pathname;
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (l.addr as Deno.NetAddr).port;
+      l.close();
+      const inner =
+        `${Deno.execPath()} run -P --no-prompt ${main} --no-tftp --nbd ${image} --nbd-copy-to-ram ` +
+        `--nbd-server 127.0.0.1 --nbd-port ${port} & P=$!; sleep 4; kill -TERM $P; wait $P`;
+      const out = await new Deno.Command("script", {
+        args: ["-qfec", inner, "/dev/null"],
+        env: { NO_COLOR: "1", TERM: "xterm" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, text);
+      assert.match(text, /copying \S+disk\.img to RAM \[#{20}\] 100% {2}0\.3\/0\.3 GB/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
