@@ -30,3 +30,5 @@ export { ipxeMenu } from "./http/ipxe.ts";
 export { NbdServer } from "./nbd/server.ts";
 export { TftpServer } from "./tftp/server.ts";
 export { loadStaticLeases, parseStaticLeases, type StaticLeases } from "./static_leases.ts";
+export { type ClientStatus, StatusBoard } from "./status.ts";
+export { bootFileFor, describeClient } from "./dhcp/policy.ts";
