@@ -60,6 +60,32 @@ export function normaliseName(raw: string): string[] {
   return segments;
 }
 
+/**
+ * Raspberry Pi boot ROMs and EEPROM bootloaders ask for `<serial>/file` (8 hex digits) or
+ * `<MAC with dashes>/file` first. Returns the name without that prefix (to fall back to the root), or
+ * null when `name` has no such prefix.
+ *
+ * @example
+ * ```ts
+ * piPrefixFallback("1234abcd/start4.elf"); // "start4.elf"
+ * piPrefixFallback("dc-a6-32-01-02-03/config.txt"); // "config.txt"
+ * ```
+ */
+export function piPrefixFallback(name: string): string | null {
+  const m = /^\/*([0-9a-f]{8}|(?:[0-9a-f]{2}-){5}[0-9a-f]{2})\/+(.+)$/i.exec(name);
+  return m === null ? null : m[2];
+}
+
+/** Files a Raspberry Pi asks for that are often absent (not-found is routine for them). */
+export const PI_OPTIONAL_FILES: ReadonlySet<string> = new Set([
+  "bootsig.bin",
+  "autoboot.txt",
+  "recovery.elf",
+  "pieeprom.sig",
+  "pieeprom.upd",
+  "recovery.bin",
+]);
+
 /** Options of {@linkcode NetbootFs}. */
 export interface NetbootFsOptions {
   /** The user's directory, searched first; omitted means the embedded tree only. */

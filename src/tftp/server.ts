@@ -15,7 +15,13 @@
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
-import { NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
+import {
+  NetbootError,
+  type NetbootFile,
+  type NetbootFs,
+  PI_OPTIONAL_FILES,
+  piPrefixFallback,
+} from "../netboot/fs.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import { FileCache } from "./cache.ts";
 import { toNetascii } from "./netascii.ts";
@@ -227,6 +233,22 @@ export class TftpServer implements Service {
     this.#tasks.add(task);
   }
 
+  /**
+   * Resolves a requested name; a Raspberry Pi's `<serial>/file` or `<MAC>/file` falls back to `file`
+   * in the root when that directory does not exist.
+   */
+  async #resolve(name: string): Promise<NetbootFile> {
+    try {
+      return await this.#o.netboot.resolve(name);
+    } catch (err) {
+      const fallback = err instanceof NetbootError && err.code === "not-found"
+        ? piPrefixFallback(name)
+        : null;
+      if (fallback === null) throw err;
+      return await this.#o.netboot.resolve(fallback);
+    }
+  }
+
   async #startTransfer(
     socket: Deno.DatagramConn,
     request: RequestPacket,
@@ -236,14 +258,17 @@ export class TftpServer implements Service {
   ): Promise<void> {
     let file: NetbootFile;
     try {
-      file = await this.#o.netboot.resolve(request.filename);
+      file = await this.#resolve(request.filename);
     } catch (err) {
       if (!(err instanceof NetbootError)) throw err;
       const [code, text] = err.code === "forbidden"
         ? [ErrorCode.ACCESS_VIOLATION, "Access violation"]
         : [ErrorCode.FILE_NOT_FOUND, "File not found"];
       // PXELINUX probes many config names before it finds one: those misses are routine
-      const routine = err.code === "not-found" && /^\/?pxelinux\.cfg[\\/]/i.test(request.filename);
+      // and a Raspberry Pi asks for files that are normally absent (bootsig.bin...)
+      const base = request.filename.replace(/^.*[\\/]/, "").toLowerCase();
+      const routine = err.code === "not-found" &&
+        (/^\/?pxelinux\.cfg[\\/]/i.test(request.filename) || PI_OPTIONAL_FILES.has(base));
       const line = "{client}: '{file}' refused: {reason}";
       const props = { client, file: request.filename, reason: err.message };
       if (routine || err.code !== "not-found") log.debug(line, props);
