@@ -1,7 +1,7 @@
 /** `--auto` in network namespaces: proxyDHCP beside a DHCP server that answers, full DHCP when none does. */
 import assert from "node:assert/strict";
 import { startPypxe } from "../helpers/pypxe.ts";
-import { e2eUnavailable, REQUIRE_E2E, Segment } from "../e2e/harness.ts";
+import { e2eUnavailable, plainDhcpServer, REQUIRE_E2E, Segment } from "../e2e/harness.ts";
 
 const unavailable = await e2eUnavailable(["ip", "dnsmasq"]);
 if (unavailable !== null && REQUIRE_E2E) {
@@ -12,28 +12,10 @@ if (unavailable !== null && REQUIRE_E2E) {
 
 async function autoRun(withDnsmasq: boolean): Promise<string[]> {
   const seg = await Segment.create(withDnsmasq ? "autop" : "autof");
-  let dnsmasq: Deno.ChildProcess | undefined;
+  let stopDhcp: (() => Promise<void>) | undefined;
   try {
     if (withDnsmasq) {
-      const host = await seg.addHost(`${seg.subnet}.2`);
-      dnsmasq = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          host.ns,
-          "dnsmasq",
-          "-d",
-          "--port=0",
-          `--interface=${host.ifname}`,
-          "--bind-interfaces",
-          `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
-          "--no-ping",
-          "-z",
-          "--pid-file=",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      stopDhcp = await plainDhcpServer(seg);
       await new Promise((r) => setTimeout(r, 500)); // dnsmasq binds within milliseconds
     }
     const pypxe = await startPypxe(
@@ -44,10 +26,7 @@ async function autoRun(withDnsmasq: boolean): Promise<string[]> {
     assert.equal(code, 0, pypxe.lines.join("\n"));
     return pypxe.lines;
   } finally {
-    if (dnsmasq) {
-      dnsmasq.kill("SIGTERM");
-      await dnsmasq.status;
-    }
+    await stopDhcp?.();
     await seg.destroy();
   }
 }

@@ -14,6 +14,7 @@ import {
   e2eUnavailable,
   envOr,
   type Firmware,
+  plainDhcpServer,
   REQUIRE_E2E,
   Segment,
 } from "./harness.ts";
@@ -135,37 +136,6 @@ async function runScenario(s: Scenario): Promise<void> {
     await Deno.remove(overlay, { recursive: true });
   }
 }
-
-/** Runs dnsmasq as a plain DHCP server (addresses only, no PXE options) on another host of the segment. */
-const plainDhcpServer = async (seg: Segment): Promise<() => Promise<void>> => {
-  const host = await seg.addHost(`${seg.subnet}.2`);
-  const dnsmasq = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      host.ns,
-      "dnsmasq",
-      "-d",
-      "--port=0",
-      `--interface=${host.ifname}`,
-      "--bind-interfaces",
-      `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
-      "--no-ping",
-      "-z",
-      "--pid-file=",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  return async () => {
-    try {
-      dnsmasq.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-    await dnsmasq.status;
-  };
-};
 
 const scenarios: Scenario[] = [
   {

@@ -403,3 +403,34 @@ export function envOr(name: string, fallback: string): string {
     return fallback;
   }
 }
+
+/** Runs dnsmasq as a plain DHCP server (addresses only, no PXE options) on another host of the segment. */
+export async function plainDhcpServer(seg: Segment): Promise<() => Promise<void>> {
+  const host = await seg.addHost(`${seg.subnet}.2`);
+  const dnsmasq = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      host.ns,
+      "dnsmasq",
+      "-d",
+      "--port=0",
+      `--interface=${host.ifname}`,
+      "--bind-interfaces",
+      `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
+      "--no-ping",
+      "-z",
+      "--pid-file=",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return async () => {
+    try {
+      dnsmasq.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+    await dnsmasq.status;
+  };
+}
