@@ -50,6 +50,40 @@ const readLog = async (path: string) => {
   }
 };
 
+/**
+ * Runs `fn` with a namespace pair, a temp dir and a DHCP server in the server namespace; afterwards
+ * kills the client processes `fn` tracked, stops the server and removes everything, even on failure.
+ */
+async function withServerInNamespaces(
+  fn: (ctx: {
+    dir: string;
+    pair: Awaited<ReturnType<typeof createPair>>;
+    server: Awaited<ReturnType<typeof spawnServer>>;
+    track: (child: Deno.ChildProcess) => Deno.ChildProcess;
+  }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "pypxe-netns-" });
+  const pair = await createPair(SERVER_IP);
+  const children: Deno.ChildProcess[] = [];
+  let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
+  try {
+    server = await spawnServer(serverArgs(`${dir}/leases.json`), { netns: pair.server });
+    await fn({ dir, pair, server, track: (child) => (children.push(child), child) });
+  } finally {
+    for (const child of children) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await child.status;
+    }
+    await server?.stop();
+    await pair.destroy();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 const required = e2eRequired();
 const udhcpcMissing = reasonUnavailable(["busybox"]);
 const dhclientMissing = reasonUnavailable(["dhclient"]);
@@ -61,16 +95,7 @@ Deno.test({
   sanitizeOps: true,
   async fn() {
     if (udhcpcMissing) throw new Error(`PYPXE_REQUIRE_E2E=1 but ${udhcpcMissing}`);
-    const dir = await Deno.makeTempDir({ prefix: "pypxe-netns-" });
-    const pair = await createPair(SERVER_IP);
-    let client: Deno.ChildProcess | undefined;
-    const server = await spawnServer(serverArgs(`${dir}/leases.json`), { netns: pair.server }).catch(
-      async (e) => {
-        await pair.destroy();
-        throw e;
-      },
-    );
-    try {
+    await withServerInNamespaces(async ({ dir, pair, server, track }) => {
       const log = `${dir}/udhcpc.log`;
       const script = `${dir}/udhcpc.sh`;
       await Deno.writeTextFile(
@@ -78,7 +103,7 @@ Deno.test({
         `#!/bin/sh\necho "$1 $ip" >> ${log}\ncase "$1" in\n  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface";;\n  deconfig) ip addr flush dev "$interface";;\nesac\nexit 0\n`,
       );
       await Deno.chmod(script, 0o755);
-      client = new Deno.Command("ip", {
+      const client = track(new Deno.Command("ip", {
         args: [
           "netns",
           "exec",
@@ -98,7 +123,7 @@ Deno.test({
         ],
         stdout: "null",
         stderr: "null",
-      }).spawn();
+      }).spawn());
       ok(
         await until(async () => /bound 10\.213\.0\.1\d\d/.test(await readLog(log)), 15_000),
         await readLog(log),
@@ -113,19 +138,7 @@ Deno.test({
       // SIGUSR2: release
       client.kill("SIGUSR2");
       ok(await until(() => server.events().some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
-    } finally {
-      if (client) {
-        try {
-          client.kill("SIGKILL");
-        } catch {
-          // already exited
-        }
-        await client.status;
-      }
-      await server.stop();
-      await pair.destroy();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -139,16 +152,7 @@ Deno.test({
   sanitizeOps: true,
   async fn() {
     if (dhclientMissing) throw new Error(`PYPXE_REQUIRE_E2E=1 but ${dhclientMissing}`);
-    const dir = await Deno.makeTempDir({ prefix: "pypxe-netns-" });
-    const pair = await createPair(SERVER_IP);
-    let client: Deno.ChildProcess | undefined;
-    const server = await spawnServer(serverArgs(`${dir}/leases.json`), { netns: pair.server }).catch(
-      async (e) => {
-        await pair.destroy();
-        throw e;
-      },
-    );
-    try {
+    await withServerInNamespaces(async ({ dir, pair, server, track }) => {
       const log = `${dir}/dhclient.log`;
       const script = `${dir}/dhclient.sh`;
       const lf = `${dir}/dhclient.leases`;
@@ -163,14 +167,14 @@ Deno.test({
           `  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n`,
       );
       const args = ["-v", "-d", "-1", "-sf", script, "-lf", lf, "-pf", pf, "vc"];
-      client = new Deno.Command("ip", {
+      const client = track(new Deno.Command("ip", {
         args: ["netns", "exec", pair.client, "dhclient", ...args],
         stdout: "null",
         stderr: "piped",
-      }).spawn();
+      }).spawn());
       const stderr = (async () => {
         let text = "";
-        for await (const c of client!.stderr) text += new TextDecoder().decode(c);
+        for await (const c of client.stderr) text += new TextDecoder().decode(c);
         return text;
       })();
       ok(
@@ -191,19 +195,6 @@ Deno.test({
       ok(await until(() => server.events().some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
       await client.status;
       ok((await stderr).includes("DHCPNAK from 10.213.0.1"));
-      client = undefined;
-    } finally {
-      if (client) {
-        try {
-          client.kill("SIGKILL");
-        } catch {
-          // already exited
-        }
-        await client.status;
-      }
-      await server.stop();
-      await pair.destroy();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
