@@ -12,6 +12,8 @@ interface Source {
   readonly name: string;
   readonly candidates: readonly string[];
   readonly pkg: string;
+  /** Only needed for one client type (`--secure-boot`...): a missing one is a note, not a failure. */
+  readonly optional?: string;
 }
 
 const SOURCES: readonly Source[] = [
@@ -30,14 +32,35 @@ const SOURCES: readonly Source[] = [
     pkg: "syslinux-common",
   },
   { name: "memdisk", candidates: ["/usr/lib/syslinux/memdisk"], pkg: "syslinux-common" },
+  // the UEFI Secure Boot chain (--secure-boot): Microsoft-signed shim -> Debian-signed network GRUB,
+  // whose embedded prefix reads grub/grub.cfg from the boot server
+  {
+    name: "shimx64.efi",
+    candidates: ["/usr/lib/shim/shimx64.efi.signed"],
+    pkg: "shim-signed",
+    optional: "--secure-boot",
+  },
+  {
+    name: "mmx64.efi",
+    candidates: ["/usr/lib/shim/mmx64.efi.signed"],
+    pkg: "shim-helpers-amd64-signed",
+    optional: "--secure-boot",
+  },
+  {
+    name: "grubx64.efi",
+    candidates: ["/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"],
+    pkg: "grub-efi-amd64-signed",
+    optional: "--secure-boot",
+  },
 ];
 
 /** Copies every boot binary into `dest`; returns the names of packages whose files are missing. */
 export async function gatherNetboot(
   dest: string,
-): Promise<{ copied: string[]; missing: Map<string, string[]> }> {
+): Promise<{ copied: string[]; missing: Map<string, string[]>; optional: Map<string, string[]> }> {
   const copied: string[] = [];
   const missing = new Map<string, string[]>();
+  const optional = new Map<string, string[]>();
   for (const source of SOURCES) {
     let found: string | undefined;
     for (const candidate of source.candidates) {
@@ -51,24 +74,30 @@ export async function gatherNetboot(
       }
     }
     if (found === undefined) {
-      missing.set(source.pkg, [...(missing.get(source.pkg) ?? []), source.name]);
+      const into = source.optional === undefined ? missing : optional;
+      into.set(source.pkg, [...(into.get(source.pkg) ?? []), source.name]);
       continue;
     }
     // copyFile follows symlinks (Debian's ipxe.efi is one): netboot/ must hold real files
     await Deno.copyFile(found, join(dest, source.name));
     copied.push(source.name);
   }
-  return { copied, missing };
+  return { copied, missing, optional };
 }
 
 if (import.meta.main) {
   const i = Deno.args.indexOf("--dest");
   const dest = resolve(i >= 0 ? Deno.args[i + 1] : join(import.meta.dirname ?? ".", "..", "netboot"));
   await Deno.mkdir(dest, { recursive: true });
-  const { copied, missing } = await gatherNetboot(dest);
+  const { copied, missing, optional } = await gatherNetboot(dest);
   console.log(`netboot: copied ${copied.length} files into ${dest}: ${copied.join(" ")}`);
   for (const [pkg, names] of missing) {
     console.error(`netboot: missing ${names.join(", ")}: install them with: sudo apt-get install ${pkg}`);
+  }
+  for (const [pkg, names] of optional) {
+    console.error(
+      `netboot: note: ${names.join(", ")} (only for --secure-boot) not gathered: apt-get install ${pkg}`,
+    );
   }
   Deno.exit(missing.size > 0 ? 1 : 0);
 }

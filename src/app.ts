@@ -19,7 +19,7 @@ import {
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
-import { NetbootError, NetbootFs } from "./netboot/fs.ts";
+import { NetbootError, NetbootFs, piSizeWarnings } from "./netboot/fs.ts";
 import {
   logBootEvents,
   runUntilSignal,
@@ -30,7 +30,7 @@ import {
   StartupError,
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
-import { bootFileFor, type ClientInfo, policyOptionsFrom } from "./dhcp/policy.ts";
+import { bootFileFor, type ClientInfo, policyOptionsFrom, SHIM_FILE } from "./dhcp/policy.ts";
 import { createDhcpService } from "./dhcp/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
@@ -180,6 +180,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     // listen for signals before saying "ready", so a signal right after it is handled
     const stopped = runUntilSignal(group, { signal: io.signal });
+    for (const warning of await startupWarnings(config, netboot)) log.warn(warning);
     for (const line of await banner(built, netboot, services)) log.info(line);
     if (showStatus) view = new TtyStatusView(status, writeErr);
     io.onReady?.(group);
@@ -277,6 +278,37 @@ async function bootFilesLine(config: PxeConfig, netboot: NetbootFs): Promise<str
     parts.push(`${label}: ${file}${missing}`);
   }
   return parts.join(", ");
+}
+
+/**
+ * What the tree lacks for the configured clients: the Secure Boot chain's files (and GRUB's proxyDHCP
+ * limit), and files too big for a Raspberry Pi.
+ */
+export async function startupWarnings(config: PxeConfig, netboot: NetbootFs): Promise<string[]> {
+  const warnings: string[] = [];
+  if (config.SECURE_BOOT) {
+    const missing: string[] = [];
+    for (const [file, pkg] of [[SHIM_FILE, "shim-signed"], ["grubx64.efi", "grub-efi-amd64-signed"]]) {
+      if (config.NETBOOT_FILE_EFI64 !== "" && file === SHIM_FILE) continue;
+      if (!(await netboot.resolve(file).then(() => true, () => false))) missing.push(`${file} (${pkg})`);
+    }
+    if (missing.length > 0) {
+      warnings.push(
+        `--secure-boot: ${
+          missing.join(", ")
+        } not in the netboot tree: install the packages and run deno task netboot`,
+      );
+    }
+    if (config.USE_DHCP && config.DHCP_MODE_PROXY) {
+      warnings.push(
+        "--secure-boot with proxyDHCP: shim loads GRUB from pypxe, but Debian's GRUB 2.06 reads its " +
+          "server from the other DHCP server's answer: set that server's next-server to " +
+          `${config.DHCP_FILESERVER}, or use --dhcp`,
+      );
+    }
+  }
+  if (config.USE_TFTP) warnings.push(...await piSizeWarnings(netboot));
+  return warnings;
 }
 
 /** The start-up banner lines: version, services and endpoints, netboot root and its boot files. */

@@ -66,6 +66,7 @@ export interface PxeConfig {
   NETBOOT_FILE_EFI64: string;
   NETBOOT_FILE_ARM32: string;
   NETBOOT_FILE_ARM64: string;
+  SECURE_BOOT: boolean;
   AUTO: boolean;
   AUTO_PROBE_MS: number;
   STATUS: boolean;
@@ -160,6 +161,7 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   NETBOOT_FILE_EFI64: "",
   NETBOOT_FILE_ARM32: "",
   NETBOOT_FILE_ARM64: "",
+  SECURE_BOOT: false,
   AUTO: false,
   AUTO_PROBE_MS: 2000,
   STATUS: false,
@@ -435,6 +437,14 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     metavar: "NAME",
     ours: true,
     help: "Boot file for ARM64 UEFI clients (default: ipxe-arm64.efi)",
+  },
+  SECURE_BOOT: {
+    kind: "bool",
+    group: "dhcp",
+    flag: "--secure-boot",
+    noFlag: "--no-secure-boot",
+    ours: true,
+    help: "UEFI x64 clients get the signed shim -> GRUB chain (shimx64.efi, grubx64.efi, grub/grub.cfg)",
   },
   TFTP_PORT: { kind: "port", group: "tftp", flag: "--tftp-port", metavar: "N", help: "TFTP server port" },
   TFTP_SERVER_IP: {

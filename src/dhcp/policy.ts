@@ -65,6 +65,8 @@ export interface BootPolicyOptions {
   netbootFile: string;
   /** Per-family first-stage overrides. */
   bootFiles?: BootFiles;
+  /** SECURE_BOOT: UEFI x64 clients without an explicit file get the signed shim ({@linkcode SHIM_FILE}). */
+  secureBoot?: boolean;
   /** The client's static `rom` (from `--static-config`), when it has one. */
   staticRom?: string;
 }
@@ -78,6 +80,7 @@ export function policyOptionsFrom(config: PxeConfig): BootPolicyOptions {
     httpPort: config.HTTP_PORT,
     fileServer: config.DHCP_FILESERVER,
     netbootFile: config.NETBOOT_FILE,
+    secureBoot: config.SECURE_BOOT,
     bootFiles: {
       bios: file(config.NETBOOT_FILE_BIOS),
       efi32: file(config.NETBOOT_FILE_EFI32),
@@ -122,6 +125,9 @@ const ARCH_FAMILY: ReadonlyMap<number, [ArchFamily, boolean]> = new Map([
   [18, ["arm32", true]],
   [19, ["arm64", true]],
 ]);
+
+/** The first stage of the Secure Boot chain: Debian's signed shim, which loads `grubx64.efi`. */
+export const SHIM_FILE = "shimx64.efi";
 
 const DEFAULT_FILES: Required<Omit<BootFiles, "bios">> = {
   efi32: "ipxe-ia32.efi",
@@ -225,8 +231,9 @@ export function bootFileFor(client: ClientInfo, opts: BootPolicyOptions): BootDe
     }
     const name = family === "bios" || family === "rpi"
       ? DEFAULT_FILES.efi64
-      : files[family] ?? DEFAULT_FILES[family];
-    return { ...base, vendorClass: "HTTPClient", file: url(name), reason: "UEFI HTTP boot" };
+      : files[family] ?? (family === "efi64" && opts.secureBoot ? SHIM_FILE : DEFAULT_FILES[family]);
+    const reason = name === SHIM_FILE && opts.secureBoot ? "UEFI HTTP boot, Secure Boot" : "UEFI HTTP boot";
+    return { ...base, vendorClass: "HTTPClient", file: url(name), reason };
   }
 
   if (opts.staticRom && (!client.ipxe || romIsScript(opts.staticRom))) {
@@ -238,6 +245,8 @@ export function bootFileFor(client: ClientInfo, opts: BootPolicyOptions): BootDe
   let file: string;
   if (family === "bios") {
     file = files.bios || (opts.useIpxe ? "undionly.kpxe" : opts.netbootFile);
+  } else if (family === "efi64" && opts.secureBoot && !files.efi64) {
+    return { ...base, vendorClass: "PXEClient", file: SHIM_FILE, reason: "Secure Boot (shim)" };
   } else {
     file = files[family] || DEFAULT_FILES[family];
   }

@@ -72,6 +72,8 @@ export interface DhcpServerOptions {
   events?: BootEvents;
   /** Per-family first-stage boot files (NETBOOT_FILE_BIOS, _EFI32, _EFI64, _ARM32, _ARM64 when wired). */
   bootFiles?: BootFiles;
+  /** SECURE_BOOT: UEFI x64 clients get the signed shim. */
+  secureBoot?: boolean;
   /** Answer only network-boot clients, like PyPXE (`--dhcp-pxe-only`). Default false. */
   pxeOnly?: boolean;
   /** Option 15 domain name, sent when set. */
@@ -253,6 +255,7 @@ export class DhcpResponder {
       fileServer: c.DHCP_FILESERVER,
       netbootFile: c.NETBOOT_FILE,
       bootFiles: this.#opts.bootFiles,
+      secureBoot: this.#opts.secureBoot,
       staticRom: this.#static.get(req.mac)?.rom,
     });
     if (decision.warning) log.warn("{mac}: {warning}", { mac: req.mac, warning: decision.warning });
@@ -665,5 +668,6 @@ export const createDhcpService: ServiceFactory = (ctx) => {
     pxeOnly: c.DHCP_PXE_ONLY,
     domain: c.DHCP_DOMAIN === "" ? undefined : c.DHCP_DOMAIN,
     bootFiles: policyOptionsFrom(c).bootFiles,
+    secureBoot: c.SECURE_BOOT,
   });
 };

@@ -26,7 +26,9 @@
  *
  * `kernel` and `initrd` are paths inside the netboot tree (or absolute `http://` URLs); `initrd` may be
  * one string or a list; `cmdline` is passed verbatim, so iPXE variables such as `${net0/mac}` work;
- * `platform` is `any` (default), `pcbios` or `efi`; `timeout` is in seconds (0 or absent: wait);
+ * `platform` is `any` (default), `pcbios` or `efi`; `arch` is `any` (default), `x86_64`, `i386` or
+ * `arm64`; `grub_cmdline` replaces `cmdline` in the generated `grub/grub.cfg` (GRUB cannot expand iPXE
+ * variables, so entries whose `cmdline` uses them need it there); `timeout` is in seconds (0 or absent: wait);
  * `default` is an entry id, `local`, `shell` or `iso:PATH` (an ISO of the tree, e.g. `iso:images/rescue.iso`).
  * Every field except `label` and `kernel` is optional.
  * @module
@@ -46,7 +48,17 @@ export interface MenuEntry {
   readonly cmdline: string;
   /** Which firmware shows the entry. */
   readonly platform: "any" | "pcbios" | "efi";
+  /** Which CPU architecture shows the entry (iPXE's `${buildarch}`, GRUB's `$grub_cpu`). */
+  readonly arch: "any" | MenuArch;
+  /** Kernel command line for GRUB (`grub/grub.cfg`), when `cmdline` uses iPXE variables. */
+  readonly grubCmdline?: string;
 }
+
+/** CPU architectures a menu entry can be limited to. */
+export type MenuArch = "x86_64" | "i386" | "arm64";
+
+/** The values of a menu entry's `arch` field. */
+export const MENU_ARCHES: readonly MenuArch[] = ["x86_64", "i386", "arm64"];
 
 /** The parsed menu file. */
 export interface MenuFile {
@@ -101,7 +113,16 @@ export function parseMenuFile(text: string): MenuFile {
   data.entries.forEach((raw: unknown, i: number) => {
     const at = `entries[${i}]`;
     if (!isObject(raw)) throw new MenuFileError(at, "must be an object");
-    const entryKeys = new Set(["id", "label", "kernel", "initrd", "cmdline", "platform"]);
+    const entryKeys = new Set([
+      "id",
+      "label",
+      "kernel",
+      "initrd",
+      "cmdline",
+      "grub_cmdline",
+      "platform",
+      "arch",
+    ]);
     for (const key of Object.keys(raw)) {
       if (!entryKeys.has(key)) {
         throw new MenuFileError(`${at}.${key}`, `unknown key (known: ${[...entryKeys].join(", ")})`);
@@ -133,10 +154,32 @@ export function parseMenuFile(text: string): MenuFile {
     if (platform !== "any" && platform !== "pcbios" && platform !== "efi") {
       throw new MenuFileError(`${at}.platform`, "must be 'any', 'pcbios' or 'efi'");
     }
-    for (const [field, value] of [["label", label], ["kernel", kernel], ["cmdline", cmdline]]) {
+    const arch = raw.arch ?? "any";
+    if (arch !== "any" && !MENU_ARCHES.includes(arch as MenuArch)) {
+      throw new MenuFileError(`${at}.arch`, `must be 'any', ${MENU_ARCHES.map((a) => `'${a}'`).join(", ")}`);
+    }
+    const grubCmdline = optionalString(raw, "grub_cmdline", `${at}.grub_cmdline`);
+    for (
+      const [field, value] of [
+        ["label", label],
+        ["kernel", kernel],
+        ["cmdline", cmdline],
+        ["grub_cmdline", grubCmdline ?? ""],
+        ...initrd.map((v, j) => [`initrd[${j}]`, v]),
+      ]
+    ) {
       if (/[\r\n]/.test(value)) throw new MenuFileError(`${at}.${field}`, "must be one line");
     }
-    entries.push({ id, label, kernel, initrd, cmdline, platform });
+    entries.push({
+      id,
+      label,
+      kernel,
+      initrd,
+      cmdline,
+      platform,
+      arch: arch as "any" | MenuArch,
+      grubCmdline,
+    });
   });
   const def = optionalString(data, "default", "default");
   if (def !== undefined && def !== "local" && def !== "shell" && !ids.has(def) && !def.startsWith("iso:")) {
@@ -265,8 +308,8 @@ export function ipxeMenu(opts: IpxeMenuOptions): string {
     out.push("item --gap Menu entries");
     for (const entry of opts.entries) {
       const item = `item ${entry.id} ${entry.label.replace(/[\r\n]/g, " ")}`;
-      if (entry.platform === "any") out.push(item);
-      else out.push(`iseq \${platform} ${entry.platform} && ${item} || echo -n`);
+      const tests = entryTests(entry);
+      out.push(tests.length === 0 ? item : `${tests.join(" && ")} && ${item} || echo -n`);
     }
   }
   out.push("item --gap Tools", "item shell iPXE shell", "item reboot Reboot");
@@ -313,7 +356,7 @@ export function ipxeMenu(opts: IpxeMenuOptions): string {
     const initrdArgs = entry.initrd.map((p) => `initrd=${basename(p)}`).join(" ");
     const args = [initrdArgs, entry.cmdline].filter((s) => s !== "").join(" ");
     out.push("", `:${entry.id}`, `echo Booting ${displayText(entry.label)}...`);
-    if (entry.platform !== "any") out.push(`iseq \${platform} ${entry.platform} || goto failed`);
+    for (const test of entryTests(entry)) out.push(`${test} || goto failed`);
     out.push(`kernel ${urlOf(entry.kernel, "${pypxe-files}")}${args ? " " + args : ""} || goto failed`);
     for (const path of entry.initrd) {
       out.push(`initrd --name ${basename(path)} ${urlOf(path, "${pypxe-files}")} || goto failed`);
@@ -321,6 +364,14 @@ export function ipxeMenu(opts: IpxeMenuOptions): string {
     out.push("boot || goto failed");
   }
   return out.join("\n") + "\n";
+}
+
+/** The iPXE conditions under which an entry is shown and may boot. */
+function entryTests(entry: MenuEntry): string[] {
+  const tests: string[] = [];
+  if (entry.platform !== "any") tests.push(`iseq \${platform} ${entry.platform}`);
+  if (entry.arch !== "any") tests.push(`iseq \${buildarch} ${entry.arch}`);
+  return tests;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -494,7 +494,8 @@ export class HttpServer implements Service {
     if (cached !== undefined) this.#forget(name);
     let body: Uint8Array<ArrayBuffer> | null = null;
     let current = file;
-    if (file.size <= this.#opts.cacheFileMax) {
+    if (file.content !== undefined) body = file.content;
+    else if (file.size <= this.#opts.cacheFileMax) {
       body = await Deno.readFile(file.path);
       if (body.length !== file.size) {
         // changed between stat and read: describe what was read, re-checked on the next request

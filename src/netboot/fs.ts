@@ -7,6 +7,8 @@
  * @module
  */
 import { join, resolve as resolvePath, sep } from "node:path";
+import { MENU_FILE_NAME, MenuFileError, parseMenuFile } from "../http/ipxe.ts";
+import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
 
 /** Why a path could not be served. */
 export type NetbootErrorCode = "not-found" | "forbidden" | "is-directory";
@@ -30,9 +32,17 @@ export interface NetbootFile {
   readonly size: number;
   /** Modification time, when the file system reports one. */
   readonly mtime: Date | null;
-  /** Which layer the file came from. */
-  readonly layer: "overlay" | "embedded";
+  /** Which layer the file came from; `generated` files have no path, only `content`. */
+  readonly layer: "overlay" | "embedded" | "generated";
+  /** The bytes of a generated file (see {@linkcode GENERATED_FILES}). */
+  readonly content?: Uint8Array<ArrayBuffer>;
 }
+
+/**
+ * Files pypxe generates when the tree has none of that name (compared case-insensitively): GRUB's
+ * `grub/grub.cfg`, built from `menu.json`.
+ */
+export const GENERATED_FILES: readonly string[] = [GRUB_CONFIG_NAME];
 
 /** Where the embedded default tree lives: `netboot/` beside `src/` (also inside a compiled binary). */
 export const EMBEDDED_ROOT: string = resolvePath(import.meta.dirname ?? ".", "..", "..", "netboot");
@@ -85,6 +95,52 @@ export const PI_OPTIONAL_FILES: ReadonlySet<string> = new Set([
   "pieeprom.upd",
   "recovery.bin",
 ]);
+
+/**
+ * True for a missing file that clients ask for routinely and do without: PXELINUX's config probes, a
+ * Raspberry Pi's optional files, shim's optional revocation lists and certificates, GRUB's module
+ * lists, fonts and locales.
+ *
+ * @example
+ * ```ts
+ * isRoutineMiss("pxelinux.cfg/01-52-54-00-12-34-56"); // true
+ * isRoutineMiss("/grub/x86_64-efi/command.lst"); // true
+ * isRoutineMiss("vmlinuz"); // false
+ * ```
+ */
+export function isRoutineMiss(name: string): boolean {
+  const path = name.replaceAll("\\", "/").replace(/^\/+/, "").toLowerCase();
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return path.startsWith("pxelinux.cfg/") || PI_OPTIONAL_FILES.has(base) ||
+    /^(revocations\w*|shim_certificate\w*)\.efi$/.test(base) ||
+    /^grub\/(?:[a-z0-9_]+-(?:efi|pc)\/(?:[^/]+\.(?:lst|mod)|grub\.cfg)|fonts\/.*|locale\/.*)$/.test(path);
+}
+
+/**
+ * The largest file a Raspberry Pi boot ROM can read: 65535 blocks of 1024 bytes (it does not roll the
+ * block number over).
+ */
+export const PI_MAX_FILE_SIZE = 65535 * 1024;
+
+/** Files whose presence says the tree serves Raspberry Pis. */
+const PI_FIRMWARE = ["bootcode.bin", "start.elf", "start4.elf"];
+
+/**
+ * Warnings for a tree that serves Raspberry Pis (it has their firmware): the files a Pi cannot fetch
+ * because they exceed {@linkcode PI_MAX_FILE_SIZE}. Empty for other trees.
+ */
+export async function piSizeWarnings(netboot: NetbootFs): Promise<string[]> {
+  let pi = false;
+  for (const name of PI_FIRMWARE) {
+    pi ||= await netboot.resolve(name).then(() => true, () => false);
+  }
+  if (!pi) return [];
+  const big = (await netboot.list()).filter((f) => f.size > PI_MAX_FILE_SIZE);
+  return big.map((f) =>
+    `netboot: ${f.name} is ${(f.size / 2 ** 20).toFixed(1)} MiB: a Raspberry Pi cannot fetch it over TFTP ` +
+    `(at most ${PI_MAX_FILE_SIZE} bytes: 65535 blocks of 1024 bytes, no rollover)`
+  );
+}
 
 /** Options of {@linkcode NetbootFs}. */
 export interface NetbootFsOptions {
@@ -145,7 +201,39 @@ export class NetbootFs {
         lastError = err;
       }
     }
+    const joined = segments.join("/").toLowerCase();
+    if (joined === GRUB_CONFIG_NAME) return await this.#generateGrubConfig();
     throw lastError ?? new NetbootError("not-found", name, "no such file");
+  }
+
+  /** `grub/grub.cfg` from the tree's `menu.json`; a broken menu file becomes a notice in the menu. */
+  async #generateGrubConfig(): Promise<NetbootFile> {
+    let menuFile: NetbootFile | null = null;
+    try {
+      menuFile = await this.resolve(MENU_FILE_NAME);
+    } catch (err) {
+      if (!(err instanceof NetbootError)) throw err;
+    }
+    let text: string;
+    if (menuFile === null) text = grubConfig({ menu: null });
+    else {
+      try {
+        text = grubConfig({ menu: parseMenuFile(await Deno.readTextFile(menuFile.path)) });
+      } catch (err) {
+        if (!(err instanceof MenuFileError) && !(err instanceof Deno.errors.NotFound)) throw err;
+        text = grubConfig({ menu: null, notice: err.message });
+      }
+    }
+    const content = new TextEncoder().encode(text);
+    return {
+      name: GRUB_CONFIG_NAME,
+      path: "",
+      size: content.length,
+      // tracks menu.json, so HTTP validators and caches see a change
+      mtime: menuFile?.mtime ?? new Date(0),
+      layer: "generated",
+      content,
+    };
   }
 
   private async resolveIn(

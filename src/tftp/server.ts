@@ -16,10 +16,10 @@ import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
 import {
+  isRoutineMiss,
   NetbootError,
   type NetbootFile,
   type NetbootFs,
-  PI_OPTIONAL_FILES,
   piPrefixFallback,
 } from "../netboot/fs.ts";
 import type { Service, ServiceFactory } from "../server.ts";
@@ -264,11 +264,9 @@ export class TftpServer implements Service {
       const [code, text] = err.code === "forbidden"
         ? [ErrorCode.ACCESS_VIOLATION, "Access violation"]
         : [ErrorCode.FILE_NOT_FOUND, "File not found"];
-      // PXELINUX probes many config names before it finds one: those misses are routine
-      // and a Raspberry Pi asks for files that are normally absent (bootsig.bin...)
-      const base = request.filename.replace(/^.*[\\/]/, "").toLowerCase();
-      const routine = err.code === "not-found" &&
-        (/^\/?pxelinux\.cfg[\\/]/i.test(request.filename) || PI_OPTIONAL_FILES.has(base));
+      // PXELINUX probes many config names, a Raspberry Pi, shim and GRUB ask for optional files:
+      // those misses are routine
+      const routine = err.code === "not-found" && isRoutineMiss(request.filename);
       const line = "{client}: '{file}' refused: {reason}";
       const props = { client, file: request.filename, reason: err.message };
       if (routine || err.code !== "not-found") log.debug(line, props);
@@ -319,6 +317,7 @@ export class TftpServer implements Service {
   }
 
   async #openSource(file: NetbootFile, netascii: boolean): Promise<ByteSource> {
+    if (file.content !== undefined) return memorySource(netascii ? toNetascii(file.content) : file.content);
     if (netascii) {
       const limit = this.#o.netasciiMaxBytes ?? 16 * 1024 * 1024;
       if (file.size > limit) throw new Error(`netascii is limited to ${limit} bytes; ask for octet`);

@@ -284,6 +284,9 @@ export async function buildIso(payloadDir: string, iso: string): Promise<void> {
   }
 }
 
+/** OVMF built with Secure Boot and SMM (Debian's ovmf package). */
+export const SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+
 /** Which firmware boots the VM. */
 export type Firmware = "bios" | "uefi";
 
@@ -299,6 +302,11 @@ export interface BootVmOptions {
    * through OVMF's fw_cfg knobs) or `ipxe-rom` (iPXE's EFI ROM).
    */
   readonly uefiStack?: "pxe" | "http" | "ipxe-rom";
+  /**
+   * UEFI with Secure Boot enforced: Debian's `OVMF_CODE_4M.secboot.fd` with the Microsoft keys enrolled
+   * (`OVMF_VARS_4M.ms.fd`), on q35 with SMM so the variable store is protected.
+   */
+  readonly secureBoot?: boolean;
   readonly mac?: string;
   readonly timeoutMs?: number;
 }
@@ -332,12 +340,14 @@ export async function bootVm(
   if (opts.firmware === "bios") {
     args.push("-device", `e1000,netdev=n0,mac=${mac}`, "-boot", "n");
   } else {
+    const sb = opts.secureBoot === true;
     varsCopy = await Deno.makeTempFile({ prefix: "pypxe-ovmf-vars-" });
-    await Deno.copyFile("/usr/share/OVMF/OVMF_VARS_4M.fd", varsCopy);
+    await Deno.copyFile(`/usr/share/OVMF/OVMF_VARS_4M${sb ? ".ms" : ""}.fd`, varsCopy);
     const rom = opts.uefiStack === "ipxe-rom" ? "" : ",romfile=";
+    if (sb) args.push("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on");
     args.push(
       "-drive",
-      "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+      `if=pflash,format=raw,readonly=on,file=${sb ? SECBOOT_CODE : "/usr/share/OVMF/OVMF_CODE_4M.fd"}`,
       "-drive",
       `if=pflash,format=raw,file=${varsCopy}`,
       "-device",
