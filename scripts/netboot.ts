@@ -2,7 +2,11 @@
  * Gathers the third-party boot binaries (iPXE, PXELINUX, SYSLINUX modules) from installed Debian
  * packages into `netboot/`, where `deno compile` embeds them. They are never committed.
  *
- * Usage: deno task netboot [--dest DIR]
+ * Usage: deno task netboot [--dest DIR] [--arm64]
+ *
+ * `--arm64` also gathers Debian's signed network GRUB for ARM64 UEFI (`grubaa64.efi`): on an arm64
+ * host from the installed grub-efi-arm64-signed, elsewhere by downloading that package for arm64
+ * (`dpkg --add-architecture arm64`, `apt-get download`) and unpacking it without installing it.
  * @module
  */
 import { join, resolve } from "node:path";
@@ -52,7 +56,77 @@ const SOURCES: readonly Source[] = [
     pkg: "grub-efi-amd64-signed",
     optional: "--secure-boot",
   },
+  {
+    name: "grubaa64.efi",
+    candidates: ["/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"],
+    pkg: "grub-efi-arm64-signed",
+    optional: "ARM64 UEFI clients",
+  },
 ];
+
+/** Runs a command with a time limit; resolves with its exit code and output, never throws. */
+async function run(
+  cmd: string[],
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number; out: string }> {
+  try {
+    const child = new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      cwd: opts.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 300_000);
+    const result = await child.output();
+    clearTimeout(timer);
+    const text = new TextDecoder().decode(result.stdout) + new TextDecoder().decode(result.stderr);
+    return { code: result.code, out: text.trim() };
+  } catch (err) {
+    return { code: 127, out: `${cmd[0]}: ${err instanceof Error ? err.message : err}` };
+  }
+}
+
+/**
+ * Downloads grub-efi-arm64-signed for arm64 and unpacks its network GRUB to `dest/grubaa64.efi`.
+ * Adds the arm64 architecture to dpkg (and updates the package lists) when it is missing.
+ * Returns null on success, else the reason.
+ */
+export async function fetchArm64Grub(dest: string): Promise<string | null> {
+  const arches = await run(["dpkg", "--print-foreign-architectures"], { timeoutMs: 30_000 });
+  const native = await run(["dpkg", "--print-architecture"], { timeoutMs: 30_000 });
+  if (arches.code !== 0 || native.code !== 0) return `dpkg is not usable: ${arches.out || native.out}`;
+  if (native.out !== "arm64" && !arches.out.split(/\s+/).includes("arm64")) {
+    const add = await run(["dpkg", "--add-architecture", "arm64"], { timeoutMs: 30_000 });
+    if (add.code !== 0) return `dpkg --add-architecture arm64 failed (root needed): ${add.out}`;
+    const update = await run(["apt-get", "update", "-q"], { timeoutMs: 600_000 });
+    if (update.code !== 0) return `apt-get update failed: ${update.out.split("\n").slice(-2).join(" ")}`;
+  }
+  const work = await Deno.makeTempDir({ prefix: "pypxe-netboot-arm64-" });
+  try {
+    // _apt cannot write into a root-owned temp dir: download as the caller
+    const dl = await run(
+      ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", "grub-efi-arm64-signed:arm64"],
+      { cwd: work, timeoutMs: 600_000 },
+    );
+    if (dl.code !== 0) {
+      return `apt-get download grub-efi-arm64-signed:arm64 failed: ${dl.out.split("\n").pop()}`;
+    }
+    const deb = [...Deno.readDirSync(work)].find((e) => e.name.endsWith(".deb"));
+    if (deb === undefined) return "apt-get download left no .deb";
+    const x = await run(["dpkg-deb", "-x", join(work, deb.name), join(work, "root")], { timeoutMs: 120_000 });
+    if (x.code !== 0) return `dpkg-deb -x ${deb.name} failed: ${x.out}`;
+    await Deno.copyFile(
+      join(work, "root/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"),
+      join(dest, "grubaa64.efi"),
+    );
+    return null;
+  } catch (err) {
+    return `unpacking grub-efi-arm64-signed failed: ${err instanceof Error ? err.message : err}`;
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
 
 /** Copies every boot binary into `dest`; returns the names of packages whose files are missing. */
 export async function gatherNetboot(
@@ -90,14 +164,23 @@ if (import.meta.main) {
   const dest = resolve(i >= 0 ? Deno.args[i + 1] : join(import.meta.dirname ?? ".", "..", "netboot"));
   await Deno.mkdir(dest, { recursive: true });
   const { copied, missing, optional } = await gatherNetboot(dest);
+  if (Deno.args.includes("--arm64") && optional.has("grub-efi-arm64-signed")) {
+    const problem = await fetchArm64Grub(dest);
+    if (problem !== null) {
+      console.error(`netboot: --arm64: ${problem}`);
+      Deno.exit(1);
+    }
+    optional.delete("grub-efi-arm64-signed");
+    copied.push("grubaa64.efi (downloaded for arm64)");
+  }
   console.log(`netboot: copied ${copied.length} files into ${dest}: ${copied.join(" ")}`);
   for (const [pkg, names] of missing) {
     console.error(`netboot: missing ${names.join(", ")}: install them with: sudo apt-get install ${pkg}`);
   }
   for (const [pkg, names] of optional) {
-    console.error(
-      `netboot: note: ${names.join(", ")} (only for --secure-boot) not gathered: apt-get install ${pkg}`,
-    );
+    const source = SOURCES.find((s) => s.pkg === pkg);
+    const how = pkg === "grub-efi-arm64-signed" ? "deno task netboot --arm64" : `apt-get install ${pkg}`;
+    console.error(`netboot: note: ${names.join(", ")} (only for ${source?.optional}) not gathered: ${how}`);
   }
   Deno.exit(missing.size > 0 ? 1 : 0);
 }

@@ -262,7 +262,13 @@ const BANNER_CLIENTS: readonly [string, ClientInfo][] = [
   ["UEFI HTTP", { arch: 16, vendorClass: "HTTPClient:Arch:00016:UNDI:003000", ipxe: false }],
   ["iPXE BIOS", { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: true }],
   ["iPXE UEFI", { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003010", ipxe: true }],
+  ["ARM64 UEFI", { arch: 11, vendorClass: "PXEClient:Arch:00011:UNDI:003000", ipxe: false }],
 ];
+
+/** Banner rows left out when their file is missing and the user did not configure one. */
+const OPTIONAL_BANNER_ROWS: Record<string, (c: PxeConfig) => boolean> = {
+  "ARM64 UEFI": (c) => c.NETBOOT_FILE_ARM64 !== "",
+};
 
 /** "BIOS: pxelinux.0, UEFI x64: ipxe.efi (missing), ..." from the policy and the tree. */
 async function bootFilesLine(config: PxeConfig, netboot: NetbootFs): Promise<string> {
@@ -274,6 +280,7 @@ async function bootFilesLine(config: PxeConfig, netboot: NetbootFs): Promise<str
     let missing = "";
     if (!/^[a-z]+:\/\//.test(file)) {
       missing = await netboot.resolve(file).then(() => "", () => " (missing: run deno task netboot)");
+      if (missing !== "" && OPTIONAL_BANNER_ROWS[label]?.(config) === false) continue;
     }
     parts.push(`${label}: ${file}${missing}`);
   }

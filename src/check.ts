@@ -14,7 +14,7 @@ interface SampleClient {
   readonly label: string;
   readonly client: ClientInfo;
   /**
-   * Set for client types the default tree cannot serve (Debian ships no ARM64 iPXE, Pi firmware is
+   * Set for client types the default tree cannot serve (ARM64 GRUB needs `deno task netboot --arm64`, Pi firmware is
    * the user's): a missing file is a note, unless the user configured that type's file.
    */
   readonly optionalUnless?: (config: PxeConfig) => boolean;

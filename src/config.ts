@@ -436,7 +436,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     flag: "--netboot-file-arm64",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for ARM64 UEFI clients (default: ipxe-arm64.efi)",
+    help: "Boot file for ARM64 UEFI clients (default: grubaa64.efi)",
   },
   SECURE_BOOT: {
     kind: "bool",

@@ -45,7 +45,7 @@ export interface BootFiles {
   efi64?: string;
   /** 32-bit ARM UEFI (arch 10, 18): default `ipxe-arm32.efi`. */
   arm32?: string;
-  /** 64-bit ARM UEFI (arch 11, 19): default `ipxe-arm64.efi`. */
+  /** 64-bit ARM UEFI (arch 11, 19): default `grubaa64.efi` (Debian's signed network GRUB). */
   arm64?: string;
   /** Raspberry Pi boot ROM: default `bootcode.bin`. */
   rpi?: string;
@@ -133,7 +133,8 @@ const DEFAULT_FILES: Required<Omit<BootFiles, "bios">> = {
   efi32: "ipxe-ia32.efi",
   efi64: "ipxe.efi",
   arm32: "ipxe-arm32.efi",
-  arm64: "ipxe-arm64.efi",
+  // Debian ships no ARM64 iPXE; its signed network GRUB reads the generated grub/grub.cfg
+  arm64: "grubaa64.efi",
   rpi: "bootcode.bin",
 };
 

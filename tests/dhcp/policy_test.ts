@@ -68,7 +68,7 @@ const TABLE: Row[] = [
   ],
   ["UEFI ia32", pxe(6), PLAIN, "ipxe-ia32.efi", "PXEClient", "UEFI ia32"],
   ["ARM32 UEFI", pxe(10), PLAIN, "ipxe-arm32.efi", "PXEClient", "UEFI arm32"],
-  ["ARM64 UEFI", pxe(11), PLAIN, "ipxe-arm64.efi", "PXEClient", "UEFI arm64"],
+  ["ARM64 UEFI", pxe(11), PLAIN, "grubaa64.efi", "PXEClient", "UEFI arm64"],
   [
     "ARM64 UEFI, configured file",
     pxe(11),
@@ -103,7 +103,7 @@ const TABLE: Row[] = [
     "UEFI HTTP ia32",
   ],
   ["UEFI HTTP arm32", httpClient(18), HTTP, `http://${FS}/ipxe-arm32.efi`, "HTTPClient", "UEFI HTTP arm32"],
-  ["UEFI HTTP arm64", httpClient(19), HTTP, `http://${FS}/ipxe-arm64.efi`, "HTTPClient", "UEFI HTTP arm64"],
+  ["UEFI HTTP arm64", httpClient(19), HTTP, `http://${FS}/grubaa64.efi`, "HTTPClient", "UEFI HTTP arm64"],
   [
     "UEFI HTTP without --http: no file, warning",
     httpClient(16),
