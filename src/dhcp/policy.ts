@@ -65,7 +65,10 @@ export interface BootPolicyOptions {
   netbootFile: string;
   /** Per-family first-stage overrides. */
   bootFiles?: BootFiles;
-  /** SECURE_BOOT: UEFI x64 clients without an explicit file get the signed shim ({@linkcode SHIM_FILE}). */
+  /**
+   * SECURE_BOOT: UEFI x64 PXE clients without an explicit file get the signed shim
+   * ({@linkcode SHIM_FILE}); HTTP boot clients do not (Debian's GRUB cannot continue from HTTP boot).
+   */
   secureBoot?: boolean;
   /** The client's static `rom` (from `--static-config`), when it has one. */
   staticRom?: string;
@@ -232,9 +235,9 @@ export function bootFileFor(client: ClientInfo, opts: BootPolicyOptions): BootDe
     }
     const name = family === "bios" || family === "rpi"
       ? DEFAULT_FILES.efi64
-      : files[family] ?? (family === "efi64" && opts.secureBoot ? SHIM_FILE : DEFAULT_FILES[family]);
-    const reason = name === SHIM_FILE && opts.secureBoot ? "UEFI HTTP boot, Secure Boot" : "UEFI HTTP boot";
-    return { ...base, vendorClass: "HTTPClient", file: url(name), reason };
+      : files[family] ?? DEFAULT_FILES[family];
+    // no shim here even with SECURE_BOOT: Debian's GRUB 2.06 finds no config after an HTTP boot
+    return { ...base, vendorClass: "HTTPClient", file: url(name), reason: "UEFI HTTP boot" };
   }
 
   if (opts.staticRom && (!client.ipxe || romIsScript(opts.staticRom))) {
