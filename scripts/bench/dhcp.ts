@@ -219,7 +219,15 @@ async function startServer(kind: string, netns: string, dir: string): Promise<Ru
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   if (kind === "pypxe") {
-    return await startIn(netns, [Deno.execPath(), "run", "-A", SELF, "--serve", dir], "ready");
+    return await startIn(netns, [
+      Deno.execPath(),
+      "run",
+      ...(Deno.env.get("PYPXE_BENCH_V8") ? [`--v8-flags=${Deno.env.get("PYPXE_BENCH_V8")}`] : []),
+      "-A",
+      SELF,
+      "--serve",
+      dir,
+    ], "ready");
   }
   if (kind === "dnsmasq") {
     return await startIn(netns, [
