@@ -140,7 +140,8 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     if (checkOnly) {
       const report = await runCheck({ config, netboot });
       io.stdout(report.lines.join("\n") + "\n");
-      for (const note of report.notes) io.stdout(`note: ${note}\n`);
+      const notes = [...report.notes, ...await startupWarnings(config, netboot)];
+      for (const note of notes) io.stdout(`note: ${note}\n`);
       if (report.problems.length === 0) {
         io.stdout(`check: ok${staticLeases.size > 0 ? ` (${staticLeases.size} static leases)` : ""}\n`);
         return 0;

@@ -134,6 +134,16 @@ export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }):
     ].filter((o) => o !== "").join(" ");
     rows.push([label, file, config.DHCP_FILESERVER, options || "-", state]);
   }
+  if (config.SECURE_BOOT && config.NETBOOT_FILE_EFI64 === "") {
+    // shim's second stage: not in the table (no client asks for it by DHCP) but the chain needs it
+    const grub = await netboot.resolve("grubx64.efi").then(() => true, () => false);
+    if (!grub) {
+      problems.push(
+        `--secure-boot: grubx64.efi (shim's second stage, package grub-efi-amd64-signed) is not in the ` +
+          `netboot tree (${netboot.describe()})`,
+      );
+    }
+  }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = [`Replies pypxe would send (${config.DHCP_MODE_PROXY ? "proxyDHCP" : "DHCP"}):`];
   for (const row of rows) lines.push("  " + pad(row, widths));

@@ -28,37 +28,40 @@ export function grubQuote(text: string): string {
   return `'${printable.replaceAll("'", `'\\''`)}'`;
 }
 
-/** iPXE settings syntax (`${net0/mac}`, `${next-server}`, `${x:hexhyp}`), which GRUB cannot expand. */
-const IPXE_VARIABLE = /\$\{[^}]*[/:.-][^}]*\}/;
+/** A word of a kernel command line for GRUB: bare when plain, else quoted (as typed, no expansion). */
+export function grubWord(word: string): string {
+  return /^[A-Za-z0-9_.\/:,=+@%^~-]+$/.test(word) ? word : grubQuote(word);
+}
+
+/** iPXE settings (`${net0/mac}`, `${next-server}`, `${ip}`), which GRUB cannot expand. */
+const IPXE_VARIABLE = /\$\{[^}]*\}/;
 
 /**
  * How GRUB names a file of an entry: a tree path is read from the boot server (`/path`), an
  * `http://host/path` URL becomes `(http,host)/path`. Returns null for what GRUB cannot fetch.
  */
 export function grubPath(path: string): string | null {
+  if (IPXE_VARIABLE.test(path)) return null;
   const url = /^([a-z][a-z0-9+.-]*):\/\/([^/]*)(\/.*)?$/i.exec(path);
   if (url === null) return grubQuote("/" + path.replace(/^\/+/, ""));
   // GRUB 2.06 has no port syntax in device names, nor HTTPS or TFTP URLs to other hosts than ours
-  if (url[1].toLowerCase() !== "http" || url[2] === "" || url[2].includes(":") || url[2].includes("@")) {
-    return null;
-  }
+  if (url[1].toLowerCase() !== "http" || !/^[A-Za-z0-9.-]+$/.test(url[2])) return null;
   return `(http,${url[2]})${grubQuote(url[3] ?? "/")}`;
 }
 
 /** Why an entry cannot be in the GRUB menu, or null when it can. */
 function unusable(entry: MenuEntry): string | null {
-  if (grubPath(entry.kernel) === null) {
-    return `GRUB cannot fetch ${entry.kernel} (use a tree path or http://host/path)`;
+  for (const path of [entry.kernel, ...entry.initrd]) {
+    if (IPXE_VARIABLE.test(path)) return `${path} uses iPXE variables`;
+    if (grubPath(path) === null) return `GRUB cannot fetch ${path} (use a tree path or http://host/path)`;
   }
-  const bad = entry.initrd.find((p) => grubPath(p) === null);
-  if (bad !== undefined) return `GRUB cannot fetch ${bad} (use a tree path or http://host/path)`;
   if (entry.grubCmdline === undefined && IPXE_VARIABLE.test(entry.cmdline)) {
     return "its cmdline uses iPXE variables: give it a grub_cmdline";
   }
   return null;
 }
 
-/** GRUB conditions under which an entry is shown. */
+/** GRUB conditions under which an entry is shown (nested `if`s: GRUB's script has no `&&`). */
 function conditions(entry: MenuEntry): string[] {
   const tests: string[] = [];
   if (entry.platform === "pcbios") tests.push(`[ "$grub_platform" = "pc" ]`);
@@ -101,10 +104,13 @@ export function grubConfig(opts: GrubConfigOptions): string {
   if (menu?.title !== undefined) out.push(`echo ${grubQuote(menu.title)}`);
   for (const entry of entries) {
     const tests = conditions(entry);
-    const indent = tests.length > 0 ? "  " : "";
-    const cmdline = entry.grubCmdline ?? entry.cmdline;
+    const indent = "  ".repeat(tests.length);
+    // `cmdline` reaches the kernel as typed (each word quoted: no `;`, `$`, `#`, `&` surprises);
+    // `grub_cmdline` is GRUB syntax, so `$net_default_mac` and friends expand
+    const cmdline = entry.grubCmdline ??
+      entry.cmdline.split(/\s+/).filter((w) => w !== "").map(grubWord).join(" ");
     out.push("");
-    if (tests.length > 0) out.push(`if ${tests.join(" && ")}; then`);
+    tests.forEach((test, i) => out.push(`${"  ".repeat(i)}if ${test}; then`));
     out.push(
       `${indent}menuentry ${grubQuote(entry.label)} --id ${grubQuote(entry.id)} {`,
       `${indent}  echo ${grubQuote(`Loading ${entry.label}...`)}`,
@@ -114,7 +120,7 @@ export function grubConfig(opts: GrubConfigOptions): string {
       out.push(`${indent}  initrd ${entry.initrd.map((p) => grubPath(p)).join(" ")}`);
     }
     out.push(`${indent}}`);
-    if (tests.length > 0) out.push("fi");
+    for (let i = tests.length - 1; i >= 0; i--) out.push(`${"  ".repeat(i)}fi`);
   }
   out.push(
     "",
