@@ -55,7 +55,8 @@ export function parseRange(header: string | null, size: number): RangeResult {
 
 /** A strong entity tag from size and modification time, like nginx's: `"mtimehex-sizehex"`. */
 export function entityTag(size: number, mtime: Date | null): string {
-  const ms = mtime === null ? 0 : Math.floor(mtime.getTime() / 1000);
+  // milliseconds: two edits within one second that keep the size still get different tags
+  const ms = mtime === null ? 0 : Math.floor(mtime.getTime());
   return `"${ms.toString(16)}-${size.toString(16)}"`;
 }
 
