@@ -317,6 +317,8 @@ export interface BootArm64VmOptions {
 export async function bootArm64Vm(
   opts: BootArm64VmOptions,
 ): Promise<{ ok: boolean; seconds: number; serial: string; qemuStderr: string }> {
+  // a log left by an earlier run must not be read as this boot's console
+  await Deno.writeTextFile(opts.serialLog, "");
   const tap = await opts.segment.addTap();
   const mac = opts.mac ??
     `52:54:00:${

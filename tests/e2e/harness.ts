@@ -315,6 +315,8 @@ export interface BootVmOptions {
 export async function bootVm(
   opts: BootVmOptions,
 ): Promise<{ ok: boolean; seconds: number; serial: string; qemuStderr: string }> {
+  // a log left by an earlier run must not be read as this boot's console
+  await Deno.writeTextFile(opts.serialLog, "");
   const tap = await opts.segment.addTap();
   const mac = opts.mac ??
     `52:54:00:${
