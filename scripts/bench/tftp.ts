@@ -2,14 +2,18 @@
  * TFTP benchmark: pypxe against tftpd-hpa on the same files, alternating runs, medians.
  *
  *   deno run -A scripts/bench/tftp.ts [--size MiB] [--runs N] [--parallel 20,100] [--parallel-size MiB]
+ *     [--sections lockstep,window,parallel]
  *
  * Prints MB/s, server CPU seconds per GB and the pypxe/tftpd-hpa ratio for lock-step transfers on
- * loopback (curl and atftp, blksize 512/1468/8192/65464), pypxe's windowsize gain (on a veth pair with
- * `netem delay 0.5ms` when the kernel has netem, else on loopback), and wall time plus server RSS for
- * parallel clients. Needs curl, atftp and in.tftpd (tftpd-hpa); the netns part needs root.
+ * loopback (curl and atftp, blksize 512/1468/8192/65464), pypxe's windowsize gain on a LAN-like link (a
+ * veth pair with `netem delay 0.5ms` when the kernel has netem, else scripts/bench/delay_relay.c adding
+ * 0.25 ms each way between namespaces, else loopback), and wall time plus server RSS for parallel clients
+ * against tftpd-hpa and dnsmasq. Needs curl, atftp and in.tftpd (tftpd-hpa); dnsmasq, cc and root for the
+ * rest.
  * @module
  */
 import { parseArgs } from "node:util";
+import { createDelayedLink } from "./delay.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -19,10 +23,13 @@ const { values: args } = parseArgs({
     parallel: { type: "string", default: "20,100" },
     "parallel-size": { type: "string", default: "16" },
     "skip-parallel": { type: "boolean", default: false },
+    sections: { type: "string", default: "lockstep,window,parallel" },
   },
 });
 const SIZE = Number(args.size) * 1024 * 1024;
 const RUNS = Number(args.runs);
+const SECTIONS = new Set(args.sections.split(","));
+if (args["skip-parallel"]) SECTIONS.delete("parallel");
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 async function sh(cmd: string[], timeoutMs = 600_000): Promise<{ code: number; ms: number; err: string }> {
@@ -71,6 +78,43 @@ async function startHpa(dir: string, port: number, exec: string[] = [], host = "
     host,
     async stop() {
       child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+/** dnsmasq as a TFTP-only server (no DNS, no DHCP) on 127.0.0.1:69, up to 300 transfers at once. */
+async function startDnsmasq(dir: string): Promise<Server | null> {
+  const found = await sh(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"]);
+  if (found.code !== 0) return null;
+  const child = new Deno.Command("dnsmasq", {
+    args: [
+      "-d",
+      "--conf-file=/dev/null",
+      "--port=0",
+      "--enable-tftp",
+      `--tftp-root=${dir}`,
+      "--tftp-max=300",
+      "--listen-address=127.0.0.1",
+      "--bind-interfaces",
+      "--pid-file=",
+      "--user=root",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 500));
+  return {
+    name: "dnsmasq",
+    pid: child.pid,
+    port: 69,
+    host: "127.0.0.1",
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // gone
+      }
       await child.status;
     },
   };
@@ -226,9 +270,11 @@ try {
   const pyx = await startPypxe(dir, 17070);
   servers.push(hpa, pyx);
 
-  console.log("\n## loopback, lock-step");
-  console.log("client  blksize  tftpd-hpa MB/s  pypxe MB/s  ratio  hpa CPU s/GB  pypxe CPU s/GB");
-  for (const client of ["curl", "atftp"]) {
+  if (SECTIONS.has("lockstep")) {
+    console.log("\n## loopback, lock-step");
+    console.log("client  blksize  tftpd-hpa MB/s  pypxe MB/s  ratio  hpa CPU s/GB  pypxe CPU s/GB");
+  }
+  for (const client of SECTIONS.has("lockstep") ? ["curl", "atftp"] : []) {
     for (const bs of [512, 1468, 8192, 65464]) {
       const res: Record<string, { mbs: number[]; cpu: number[] }> = {
         hpa: { mbs: [], cpu: [] },
@@ -257,15 +303,48 @@ try {
 
   const { netemAvailable } = await import("../../tests/tftp/netns.ts");
   const netem = await netemAvailable();
-  console.log(
-    `\n## windowsize (atftp, blksize 1468) ${
-      netem ? "on a veth pair with netem delay 0.5ms" : "on loopback (no netem in this kernel)"
-    }`,
-  );
+  let link: Awaited<ReturnType<typeof createDelayedLink>> | null = null;
+  if (!netem && Deno.uid() === 0 && SECTIONS.has("window")) {
+    try {
+      // 110 us each way plus the relay's own latency: about 0.5 ms round trip here (ping shows it)
+      link = await createDelayedLink(110);
+    } catch (err) {
+      console.log(`(no delayed link: ${err instanceof Error ? err.message : err})`);
+    }
+  }
+  if (SECTIONS.has("window")) {
+    console.log(
+      `\n## windowsize (atftp, blksize 1468) ${
+        netem
+          ? "on a veth pair with netem delay 0.5ms"
+          : link
+          ? "between namespaces through delay_relay (about 0.5 ms round trip)"
+          : "on loopback (no netem in this kernel)"
+      }`,
+    );
+  }
   let whpa = hpa;
   let wpyx = pyx;
   let cleanup: (() => Promise<void>) | null = null;
-  if (netem) {
+  if (link) {
+    const l = link;
+    const ping = await new Deno.Command("ip", {
+      args: ["netns", "exec", l.client, "busybox", "ping", "-c", "10", "-i", "0.1", l.serverIp],
+      stdout: "piped",
+    }).output();
+    const rtt = /= [\d.]+\/([\d.]+)\//.exec(new TextDecoder().decode(ping.stdout));
+    console.log(`ping round trip (avg): ${rtt ? rtt[1] : "?"} ms`);
+    whpa = await startHpa(dir, 6969, ["ip", "netns", "exec", l.server], l.serverIp);
+    wpyx = await startPypxe(dir, 6970, ["ip", "netns", "exec", l.server], l.serverIp);
+    cleanup = async () => {
+      await whpa.stop();
+      await wpyx.stop();
+      await l.destroy();
+    };
+    await windowTable(dir, whpa, wpyx, (cmd) => l.exec(l.client, cmd));
+  } else if (!SECTIONS.has("window")) {
+    // skipped
+  } else if (netem) {
     const { createNetnsPair } = await import("../../tests/tftp/netns.ts");
     const pair = await createNetnsPair({ netem: ["delay", "0.5ms"] });
     whpa = await startHpa(dir, 6969, ["ip", "netns", "exec", pair.server], pair.serverIp);
@@ -282,16 +361,20 @@ try {
   }
   await cleanup?.();
 
-  if (!args["skip-parallel"]) {
+  if (SECTIONS.has("parallel")) {
     const psize = Number(args["parallel-size"]) * 1024 * 1024;
     await Deno.copyFile(`${dir}/bench.bin`, `${dir}/par.bin`);
     await Deno.truncate(`${dir}/par.bin`, psize);
     await Deno.chmod(`${dir}/par.bin`, 0o644);
+    const dnsmasq = await startDnsmasq(dir);
+    if (dnsmasq) servers.push(dnsmasq);
     console.log(`\n## parallel curl clients, ${args["parallel-size"]} MiB each, blksize 1468`);
-    console.log("clients  tftpd-hpa wall s  pypxe wall s  ratio  pypxe RSS MiB (peak)");
+    console.log(
+      "clients  tftpd-hpa wall s  dnsmasq wall s  pypxe wall s  vs hpa  vs dnsmasq  pypxe RSS MiB (peak)",
+    );
     for (const n of args.parallel.split(",").map(Number)) {
       const wall: Record<string, number> = {};
-      for (const s of [hpa, pyx]) {
+      for (const s of dnsmasq ? [hpa, dnsmasq, pyx] : [hpa, pyx]) {
         const t0 = performance.now();
         const results = await Promise.all(
           Array.from({ length: n }, (_, i) => sh(clientCmd("curl", s, "par.bin", `${dir}/p${i}`, 1468))),
@@ -301,8 +384,10 @@ try {
         if (bad.length) console.log(`  ${s.name}: ${bad.length} clients failed: ${bad[0].err}`);
       }
       console.log(
-        `${String(n).padStart(7)}  ${fmt(wall["tftpd-hpa"]).padStart(16)}  ${fmt(wall.pypxe).padStart(12)}  ${
-          fmt(wall.pypxe / wall["tftpd-hpa"], 2).padStart(5)
+        `${String(n).padStart(7)}  ${fmt(wall["tftpd-hpa"]).padStart(16)}  ${
+          fmt(wall.dnsmasq ?? NaN).padStart(14)
+        }  ${fmt(wall.pypxe).padStart(12)}  ${fmt(wall.pypxe / wall["tftpd-hpa"], 2).padStart(6)}  ${
+          fmt(wall.pypxe / (wall.dnsmasq ?? NaN), 2).padStart(10)
         }  ${fmt(rssMiB(pyx.pid)).padStart(8)}`,
       );
       for (let i = 0; i < n; i++) await Deno.remove(`${dir}/p${i}`).catch(() => {});

@@ -127,7 +127,7 @@ export class Transfer {
       this.#chunk = opts.source.bytes;
       this.#chunkLen = opts.source.size;
     } else {
-      const want = Math.max(opts.chunkBytes ?? 256 * 1024, blksize);
+      const want = Math.max(opts.chunkBytes ?? 64 * 1024, blksize);
       this.#chunk = new Uint8Array(Math.max(1, Math.min(want, opts.source.size)));
     }
   }
