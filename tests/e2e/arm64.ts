@@ -1,7 +1,7 @@
 /**
  * ARM64 end-to-end helpers: fetches Debian's arm64 boot chain (signed network GRUB, kernel, static
- * busybox) as .debs without installing them, builds the marker payload from them, and boots an
- * emulated ARM64 UEFI machine (QEMU `virt` + AAVMF, UEFI's own PXE stack) on a harness segment.
+ * busybox) as .debs without installing them and builds the marker payload from them (the VM itself is
+ * the harness's `bootVm` with firmware `arm64`).
  *
  * The .debs are fetched with `apt-get download PKG:arm64` (after `dpkg --add-architecture arm64` and
  * `apt-get update` when arm64 is not configured yet) into a cache directory, default
@@ -10,12 +10,7 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { envOr, type Segment, sh, type ShResult } from "./harness.ts";
-
-/** The AAVMF (ARM64 OVMF) firmware images of Debian's qemu-efi-aarch64 package. */
-export const AAVMF_CODE = "/usr/share/AAVMF/AAVMF_CODE.fd";
-/** The AAVMF variable store template (copied per VM). */
-export const AAVMF_VARS = "/usr/share/AAVMF/AAVMF_VARS.fd";
+import { AAVMF_CODE, AAVMF_VARS, envOr, sh, type ShResult } from "./harness.ts";
 
 /** Tools the ARM64 tier needs on PATH, besides what the harness needs. */
 export const ARM64_TOOLS = ["qemu-system-aarch64", "ip", "cpio", "dpkg", "dpkg-deb", "apt-get", "apt-cache"];
@@ -297,91 +292,4 @@ export function arm64MenuJson(cmdline = "console=ttyAMA0 panic=-1"): string {
       },
     ],
   });
-}
-
-/** Options of {@linkcode bootArm64Vm}. */
-export interface BootArm64VmOptions {
-  readonly segment: Segment;
-  readonly marker: string;
-  /** Where the serial console (PL011, ttyAMA0) goes. */
-  readonly serialLog: string;
-  readonly mac?: string;
-  readonly timeoutMs?: number;
-}
-
-/**
- * Boots one emulated ARM64 UEFI machine (QEMU `virt`, AAVMF, virtio-net without option ROM, so UEFI's
- * own PXE stack answers arch 11) on the segment; resolves with whether the marker appeared and when.
- * CPU model: `$PYPXE_E2E_ARM64_CPU` (default cortex-a57); accelerator `$PYPXE_E2E_ARM64_ACCEL` (tcg).
- */
-export async function bootArm64Vm(
-  opts: BootArm64VmOptions,
-): Promise<{ ok: boolean; seconds: number; serial: string; qemuStderr: string }> {
-  // a log left by an earlier run must not be read as this boot's console
-  await Deno.writeTextFile(opts.serialLog, "");
-  const tap = await opts.segment.addTap();
-  const mac = opts.mac ??
-    `52:54:00:${
-      [0, 0, 0].map(() => Math.floor(Math.random() * 256).toString(16).padStart(2, "0")).join(":")
-    }`;
-  const varsCopy = await Deno.makeTempFile({ prefix: "pypxe-aavmf-vars-" });
-  await Deno.copyFile(AAVMF_VARS, varsCopy);
-  const args = [
-    "qemu-system-aarch64",
-    "-M",
-    "virt",
-    "-cpu",
-    envOr("PYPXE_E2E_ARM64_CPU", "cortex-a57"),
-    "-accel",
-    envOr("PYPXE_E2E_ARM64_ACCEL", "tcg"),
-    "-m",
-    "1024",
-    "-nodefaults",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-serial",
-    `file:${opts.serialLog}`,
-    "-drive",
-    `if=pflash,format=raw,readonly=on,file=${AAVMF_CODE}`,
-    "-drive",
-    `if=pflash,format=raw,file=${varsCopy}`,
-    "-netdev",
-    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-    "-device",
-    `virtio-net-pci,netdev=n0,mac=${mac},romfile=`,
-  ];
-  const started = performance.now();
-  const child = new Deno.Command(opts.segment.inClient()[0], {
-    args: [...opts.segment.inClient().slice(1), ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const deadline = started + (opts.timeoutMs ?? 240_000);
-  let serial = "";
-  let ok = false;
-  let exited = false;
-  const status = child.status.then(() => (exited = true));
-  const stderrText = new Response(child.stderr).text();
-  let qemuStderr = "";
-  try {
-    while (performance.now() < deadline) {
-      serial = await Deno.readTextFile(opts.serialLog).catch(() => "");
-      if (serial.includes(opts.marker)) {
-        ok = true;
-        break;
-      }
-      if (exited) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    if (!exited) child.kill("SIGKILL");
-    await status;
-    qemuStderr = await stderrText;
-    await Deno.remove(varsCopy).catch(() => {});
-  }
-  serial = await Deno.readTextFile(opts.serialLog).catch(() => serial);
-  ok ||= serial.includes(opts.marker);
-  return { ok, seconds: (performance.now() - started) / 1000, serial, qemuStderr };
 }

@@ -7,6 +7,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EMBEDDED_ROOT } from "../../src/netboot/fs.ts";
+import {
+  ARM64_TOOLS,
+  arm64FirmwareUnavailable,
+  arm64MenuJson,
+  buildArm64Payload,
+  fetchArm64Files,
+} from "./arm64.ts";
 import { startPypxe } from "../helpers/pypxe.ts";
 import {
   bootVm,
@@ -29,6 +36,12 @@ if (unavailable !== null && REQUIRE_E2E) {
 }
 const LOGS = envOr("PYPXE_E2E_LOGS", "/tmp/pypxe-e2e-logs");
 
+// the ARM64 scenario's Debian arm64 packages (fetched once into a cache, see arm64.ts)
+const arm64 = unavailable !== null ? { files: null, reason: unavailable } : await (async () => {
+  const problem = (await e2eUnavailable(ARM64_TOOLS)) ?? (await arm64FirmwareUnavailable());
+  return problem !== null ? { files: null, reason: problem } : await fetchArm64Files();
+})();
+
 /** One boot scenario. */
 interface Scenario {
   readonly name: string;
@@ -39,6 +52,8 @@ interface Scenario {
   readonly secureBoot?: boolean;
   /** Files the scenario needs besides the e2e tools (e.g. the signed boot chain in the embedded tree). */
   readonly needs?: readonly string[];
+  /** Why the scenario cannot run here beyond missing files (e.g. the arm64 packages), or null. */
+  readonly unavailable?: string | null;
   /** Lines the first client's serial console must show besides the marker. */
   readonly expectSerial?: readonly RegExp[];
   /**
@@ -57,7 +72,7 @@ interface Scenario {
   /** Extra setup on the segment before the VM starts (netem, another DHCP server...). */
   readonly setup?: (seg: Segment) => Promise<() => Promise<void>>;
   /** Extra preparation of the overlay once the payload is in it (e.g. building an ISO). */
-  readonly prepare?: (overlay: string) => Promise<void>;
+  readonly prepare?: (overlay: string, marker: string) => Promise<void>;
 }
 
 const CMDLINE = "console=ttyS0 panic=-1 quiet";
@@ -86,7 +101,7 @@ async function runScenario(s: Scenario): Promise<void> {
   let pypxe: Awaited<ReturnType<typeof startPypxe>> | undefined;
   try {
     await buildPayload(overlay, marker);
-    await s.prepare?.(overlay);
+    await s.prepare?.(overlay, marker);
     for (const [name, text] of Object.entries(s.files(seg, httpPort))) {
       await Deno.mkdir(join(overlay, name, ".."), { recursive: true });
       await Deno.writeTextFile(join(overlay, name), text);
@@ -254,6 +269,33 @@ const scenarios: Scenario[] = [
     setup: plainDhcpServer,
   },
   {
+    name:
+      "ARM64 UEFI full DHCP: AAVMF PXE (arch 11) -> TFTP grubaa64.efi -> generated grub/grub.cfg -> kernel",
+    tag: "arm64",
+    firmware: "arm64",
+    unavailable: arm64.reason,
+    args: () => ["--dhcp"],
+    prepare: async (overlay, marker) => {
+      const files = arm64.files!;
+      await buildArm64Payload(files, overlay, marker);
+      // grubaa64.efi is pypxe's ARM64 default: from the embedded tree after `deno task netboot --arm64`,
+      // else from the same package in the test's cache
+      if (!(await Deno.stat(join(EMBEDDED_ROOT, "grubaa64.efi")).then(() => true, () => false))) {
+        await Deno.copyFile(files.grubNet, join(overlay, "grubaa64.efi"));
+      }
+    },
+    // no grub/grub.cfg: pypxe generates it from menu.json (GRUB's embedded prefix is /grub); its first
+    // entry is x86_64-only and must be hidden by the $grub_cpu filter
+    files: () => ({ "menu.json": arm64MenuJson() }),
+    expectLog: [
+      /DISCOVER \(UEFI arm64\) -> OFFER \S+ grubaa64\.efi/,
+      / grub\/grub\.cfg \d+ bytes in /,
+      / vmlinuz-arm64 [\d.]+ MB in /,
+    ],
+    // the arm64 entry shown and booted; the x86_64 one (labelled "hidden on arm64") never shown
+    expectSerial: [/ARM64 marker payload/, /^(?![\s\S]*hidden on arm64)/],
+  },
+  {
     name: "boot storm: two BIOS and one UEFI client at once",
     tag: "storm",
     firmware: "bios",
@@ -299,6 +341,7 @@ for (const scenario of scenarios) {
       return true;
     }
   });
+  if (unavailable === null && scenario.unavailable) lacking.push(scenario.unavailable);
   if (unavailable === null && lacking.length > 0 && REQUIRE_E2E) {
     Deno.test(`e2e: ${scenario.name} (needs ${lacking.join(", ")})`, () => {
       throw new Error(`missing ${lacking.join(", ")}: install the packages and run deno task netboot`);

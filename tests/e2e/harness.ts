@@ -287,8 +287,13 @@ export async function buildIso(payloadDir: string, iso: string): Promise<void> {
 /** OVMF built with Secure Boot and SMM (Debian's ovmf package). */
 export const SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
-/** Which firmware boots the VM. */
-export type Firmware = "bios" | "uefi";
+/** Which firmware boots the VM: SeaBIOS, OVMF (x86_64 UEFI) or AAVMF (ARM64 UEFI on QEMU `virt`). */
+export type Firmware = "bios" | "uefi" | "arm64";
+
+/** The AAVMF (ARM64 OVMF) firmware images of Debian's qemu-efi-aarch64 package. */
+export const AAVMF_CODE = "/usr/share/AAVMF/AAVMF_CODE.fd";
+/** The AAVMF variable store template (copied per VM). */
+export const AAVMF_VARS = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
 /** Options of {@linkcode bootVm}. */
 export interface BootVmOptions {
@@ -323,12 +328,21 @@ export async function bootVm(
       [0, 0, 0].map(() => Math.floor(Math.random() * 256).toString(16).padStart(2, "0")).join(":")
     }`;
   // /dev/kvm may exist yet fail ("emulation failure" in nested setups): TCG unless asked for KVM
-  const accel = ["-accel", envOr("PYPXE_E2E_ACCEL", "tcg")];
-  const args = [
-    "qemu-system-x86_64",
-    ...accel,
-    "-m",
-    "512",
+  const arm = opts.firmware === "arm64";
+  const args = arm
+    ? [
+      "qemu-system-aarch64",
+      "-M",
+      "virt",
+      "-cpu",
+      envOr("PYPXE_E2E_ARM64_CPU", "cortex-a57"),
+      "-accel",
+      envOr("PYPXE_E2E_ARM64_ACCEL", "tcg"),
+      "-m",
+      "1024",
+    ]
+    : ["qemu-system-x86_64", "-accel", envOr("PYPXE_E2E_ACCEL", "tcg"), "-m", "512"];
+  args.push(
     "-nodefaults",
     "-display",
     "none",
@@ -337,10 +351,22 @@ export async function bootVm(
     `file:${opts.serialLog}`,
     "-netdev",
     `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-  ];
+  );
   let varsCopy: string | undefined;
   if (opts.firmware === "bios") {
     args.push("-device", `e1000,netdev=n0,mac=${mac}`, "-boot", "n");
+  } else if (arm) {
+    // UEFI's own PXE stack (no option ROM) answers DHCP with arch 11
+    varsCopy = await Deno.makeTempFile({ prefix: "pypxe-aavmf-vars-" });
+    await Deno.copyFile(AAVMF_VARS, varsCopy);
+    args.push(
+      "-drive",
+      `if=pflash,format=raw,readonly=on,file=${AAVMF_CODE}`,
+      "-drive",
+      `if=pflash,format=raw,file=${varsCopy}`,
+      "-device",
+      `virtio-net-pci,netdev=n0,mac=${mac},romfile=`,
+    );
   } else {
     const sb = opts.secureBoot === true;
     varsCopy = await Deno.makeTempFile({ prefix: "pypxe-ovmf-vars-" });
