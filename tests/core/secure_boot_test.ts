@@ -5,6 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { FS, HTTP, IPXE, IPXE_HTTP, PLAIN } from "../dhcp/helpers.ts";
 import { join } from "node:path";
 import { type AppIo, runPypxe, startupWarnings } from "../../src/app.ts";
 import { parseArgs } from "../../src/cli.ts";
@@ -35,22 +36,6 @@ import { fixture, MessageType, Opt, refConfig } from "../dhcp/helpers.ts";
 import { randomPort, UdpClient } from "../dhcp/udp_client.ts";
 import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
 
-const FS = "192.168.2.2";
-const PLAIN: BootPolicyOptions = {
-  useIpxe: false,
-  useHttp: false,
-  httpPort: 80,
-  fileServer: FS,
-  netbootFile: "pxelinux.0",
-};
-const IPXE: BootPolicyOptions = { ...PLAIN, useIpxe: true, netbootFile: "boot.ipxe" };
-const HTTP: BootPolicyOptions = { ...PLAIN, useHttp: true };
-const IPXE_HTTP: BootPolicyOptions = {
-  ...IPXE,
-  useHttp: true,
-  httpPort: 8080,
-  netbootFile: "boot.http.ipxe",
-};
 const sb = (o: BootPolicyOptions): BootPolicyOptions => ({ ...o, secureBoot: true });
 
 const pxe = (arch: number): ClientInfo => ({

@@ -2,6 +2,7 @@
 import { DEFAULTS, type PxeConfig } from "../../src/config.ts";
 import { MessageType, Opt, setOption } from "../../src/dhcp/options.ts";
 import { createDhcpPacket, type DhcpPacket, encodeDhcp } from "../../src/dhcp/packet.ts";
+import type { BootPolicyOptions } from "../../src/dhcp/policy.ts";
 import { fixturesDir } from "../helpers/fixtures.ts";
 
 /** The DHCP fixtures. */
@@ -79,3 +80,25 @@ export function macOf(n: number, prefix = "02:00"): string {
 }
 
 export { MessageType, Opt };
+
+/** The file server of the policy tables. */
+export const FS = "192.168.2.2";
+/** Policy settings: PyPXE's defaults (no iPXE, no HTTP). */
+export const PLAIN: BootPolicyOptions = {
+  useIpxe: false,
+  useHttp: false,
+  httpPort: 80,
+  fileServer: FS,
+  netbootFile: "pxelinux.0",
+};
+/** `--ipxe`. */
+export const IPXE: BootPolicyOptions = { ...PLAIN, useIpxe: true, netbootFile: "boot.ipxe" };
+/** `--http`. */
+export const HTTP: BootPolicyOptions = { ...PLAIN, useHttp: true };
+/** `--ipxe --http --http-port 8080`. */
+export const IPXE_HTTP: BootPolicyOptions = {
+  ...IPXE,
+  useHttp: true,
+  httpPort: 8080,
+  netbootFile: "boot.http.ipxe",
+};

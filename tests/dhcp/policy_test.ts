@@ -1,3 +1,4 @@
+import { FS, HTTP, IPXE, IPXE_HTTP, PLAIN } from "./helpers.ts";
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { Opt } from "../../src/dhcp/options.ts";
 import { createDhcpPacket } from "../../src/dhcp/packet.ts";
@@ -8,24 +9,6 @@ import {
   type ClientInfo,
   describeClient,
 } from "../../src/dhcp/policy.ts";
-
-const FS = "192.168.2.2";
-const PLAIN: BootPolicyOptions = {
-  useIpxe: false,
-  useHttp: false,
-  httpPort: 80,
-  fileServer: FS,
-  netbootFile: "pxelinux.0",
-};
-const IPXE: BootPolicyOptions = { ...PLAIN, useIpxe: true, netbootFile: "boot.ipxe" };
-const IPXE_HTTP: BootPolicyOptions = {
-  ...PLAIN,
-  useIpxe: true,
-  useHttp: true,
-  httpPort: 8080,
-  netbootFile: "boot.http.ipxe",
-};
-const HTTP: BootPolicyOptions = { ...PLAIN, useHttp: true };
 
 const pxe = (arch: number): ClientInfo => ({
   arch,
