@@ -15,7 +15,10 @@ export function formatProgress(label: string, done: number, total: number, width
     `${gb(done)}/${gb(total)} GB`;
 }
 
-/** A progress callback that redraws one terminal line (at most 10 times a second) and ends it at 100%. */
+/**
+ * A progress callback that redraws one terminal line (at most 10 times a second, the first call always)
+ * and ends it at 100%.
+ */
 export function terminalProgress(
   label: string,
   opts: { write?: (text: string) => void; isTerminal?: boolean } = {},
@@ -31,7 +34,7 @@ export function terminalProgress(
   if (!tty) return () => {};
   const encoder = new TextEncoder();
   const write = opts.write ?? ((text: string) => Deno.stderr.writeSync(encoder.encode(text)));
-  let last = 0;
+  let last = -Infinity; // the first call always draws, however soon after the process started
   return (done, total) => {
     const now = performance.now();
     const finished = done >= total;

@@ -11,7 +11,7 @@ Deno.test("progress: the bar, the percentage and the sizes; silent off a termina
   silent(5, 10);
   assert.equal(writes.length, 0);
   const bar = terminalProgress("x", { isTerminal: true, write: (t) => writes.push(t) });
-  bar(5, 10);
+  bar(5, 10); // the first call draws, even within 100 ms of the process start
   bar(6, 10); // within 100 ms: skipped
   bar(10, 10); // the end is always drawn, with a newline
   assert.equal(writes.length, 2);
