@@ -18,9 +18,11 @@ import {
   type PxeConfig,
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
+import { type ConnectionCaps, connectionCaps, describeCaps, openFileLimit } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs, piSizeWarnings } from "./netboot/fs.ts";
 import {
+  guardProcess,
   logBootEvents,
   runUntilSignal,
   type Service,
@@ -156,7 +158,11 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     const events = new BootEvents();
     const unsubscribe = logBootEvents(events);
     const status = new StatusBoard(events);
-    const ctx: ServiceContext = { config, netboot, events, staticLeases, status };
+    const caps = connectionCaps(openFileLimit(), {
+      http: config.HTTP_MAX_CONNECTIONS,
+      nbd: config.NBD_MAX_CONNECTIONS,
+    });
+    const ctx: ServiceContext = { config, netboot, events, staticLeases, status, caps };
     const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
     const group = new ServiceGroup(services);
     try {
@@ -181,11 +187,13 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     // listen for signals before saying "ready", so a signal right after it is handled
     const stopped = runUntilSignal(group, { signal: io.signal });
+    const unguard = guardProcess();
     for (const warning of await startupWarnings(config, netboot)) log.warn(warning);
-    for (const line of await banner(built, netboot, services)) log.info(line);
+    for (const line of await banner(built, netboot, services, caps)) log.info(line);
     if (showStatus) view = new TtyStatusView(status, writeErr);
     io.onReady?.(group);
     await stopped;
+    unguard();
     view?.close();
     view = null;
     unsubscribe();
@@ -324,6 +332,7 @@ export async function banner(
   built: BuiltConfig,
   netboot: NetbootFs,
   services: readonly Service[],
+  caps?: ConnectionCaps,
 ): Promise<string[]> {
   const { config, iface } = built;
   const lines = [`pypxe ${VERSION}`];
@@ -341,6 +350,9 @@ export async function banner(
     lines.push(
       `  dhcp: server ${config.DHCP_SERVER_IP}/${config.DHCP_SUBNET}${via}, ${mode}, boot file ${config.NETBOOT_FILE}`,
     );
+  }
+  if (caps !== undefined && services.some((s) => s.name !== "dhcp")) {
+    lines.push(`  limits: ${describeCaps(caps)}`);
   }
   lines.push("ready");
   return lines;

@@ -4,6 +4,7 @@
  * with whether that file exists. Nothing is served.
  * @module
  */
+import { connectionCaps, describeCaps, openFileLimit } from "./limits.ts";
 import type { PxeConfig } from "./config.ts";
 import { bootFileFor, type ClientInfo, policyOptionsFrom } from "./dhcp/policy.ts";
 import { describeBindError } from "./net.ts";
@@ -158,6 +159,17 @@ export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }):
       }`,
     );
     if (problem !== null) problems.push(problem);
+  }
+  const caps = connectionCaps(openFileLimit(), {
+    http: config.HTTP_MAX_CONNECTIONS,
+    nbd: config.NBD_MAX_CONNECTIONS,
+  });
+  lines.push("Limits:", `  ${describeCaps(caps)}`);
+  if (caps.fileLimit !== null && caps.fileLimit < 4096) {
+    notes.push(
+      `the open-file limit is ${caps.fileLimit}: raise it (ulimit -n 65536, or LimitNOFILE= in the ` +
+        `systemd unit) so a connection flood cannot crowd out real clients`,
+    );
   }
   return { lines, problems, notes };
 }

@@ -59,6 +59,16 @@ export interface PxeConfig {
   TFTP_MAX_WINDOWSIZE: number;
   NBD_STATE_DIR: string;
   NBD_COW_MEM_LIMIT: number;
+  /** Open HTTP connections at most; 0: sized from the process's open-file limit. */
+  HTTP_MAX_CONNECTIONS: number;
+  /** Seconds a connection may take to send a complete request head. */
+  HTTP_HEADER_TIMEOUT: number;
+  /** Seconds a keep-alive connection may sit idle between requests. */
+  HTTP_IDLE_TIMEOUT: number;
+  /** Open NBD connections at most; 0: sized from the process's open-file limit. */
+  NBD_MAX_CONNECTIONS: number;
+  /** Seconds a client may take to finish the NBD handshake. */
+  NBD_HANDSHAKE_TIMEOUT: number;
   DHCP_PXE_ONLY: boolean;
   DHCP_DOMAIN: string;
   NETBOOT_FILE_BIOS: string;
@@ -154,6 +164,11 @@ export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
   TFTP_MAX_WINDOWSIZE: 64,
   NBD_STATE_DIR: "",
   NBD_COW_MEM_LIMIT: 1 << 30,
+  HTTP_MAX_CONNECTIONS: 0,
+  HTTP_HEADER_TIMEOUT: 30,
+  HTTP_IDLE_TIMEOUT: 60,
+  NBD_MAX_CONNECTIONS: 0,
+  NBD_HANDSHAKE_TIMEOUT: 10,
   DHCP_PXE_ONLY: false,
   DHCP_DOMAIN: "",
   NETBOOT_FILE_BIOS: "",
@@ -482,6 +497,36 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     metavar: "IP",
     help: "HTTP server IP address to bind to",
   },
+  HTTP_MAX_CONNECTIONS: {
+    kind: "int",
+    group: "http",
+    flag: "--http-max-connections",
+    metavar: "N",
+    min: 0,
+    max: 1_000_000,
+    ours: true,
+    help: "Open HTTP connections at most (0: sized from the open-file limit; see --check)",
+  },
+  HTTP_HEADER_TIMEOUT: {
+    kind: "int",
+    group: "http",
+    flag: "--http-header-timeout",
+    metavar: "S",
+    min: 1,
+    max: 86_400,
+    ours: true,
+    help: "Seconds a client may take to send a whole request head before it is disconnected",
+  },
+  HTTP_IDLE_TIMEOUT: {
+    kind: "int",
+    group: "http",
+    flag: "--http-idle-timeout",
+    metavar: "S",
+    min: 1,
+    max: 86_400,
+    ours: true,
+    help: "Seconds an idle keep-alive connection is kept open",
+  },
   NBD_BLOCK_DEVICE: {
     kind: "path-list",
     group: "nbd",
@@ -540,6 +585,26 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     max: Number.MAX_SAFE_INTEGER,
     ours: true,
     help: "Total RAM for --nbd-cow-in-mem overlays; writes beyond it fail with ENOSPC",
+  },
+  NBD_MAX_CONNECTIONS: {
+    kind: "int",
+    group: "nbd",
+    flag: "--nbd-max-connections",
+    metavar: "N",
+    min: 0,
+    max: 1_000_000,
+    ours: true,
+    help: "Open NBD connections at most (0: sized from the open-file limit; see --check)",
+  },
+  NBD_HANDSHAKE_TIMEOUT: {
+    kind: "int",
+    group: "nbd",
+    flag: "--nbd-handshake-timeout",
+    metavar: "S",
+    min: 1,
+    max: 86_400,
+    ours: true,
+    help: "Seconds a client may take to finish the NBD handshake before it is disconnected",
   },
 };
 

@@ -62,8 +62,21 @@ export interface TransferEndEvent {
   readonly outcome: "ok" | string;
 }
 
+/** A TCP connection the service ended on its own: refused at the cap, or timed out before a request. */
+export interface ConnectionEvent {
+  readonly kind: "connection";
+  readonly service: ServiceName;
+  /** `refused`: over the connection cap (or evicted for a newer one); `timed-out`: header/handshake/idle. */
+  readonly outcome: "refused" | "timed-out";
+}
+
 /** Everything a service can report. */
-export type BootEvent = DhcpEvent | TransferStartEvent | TransferProgressEvent | TransferEndEvent;
+export type BootEvent =
+  | DhcpEvent
+  | TransferStartEvent
+  | TransferProgressEvent
+  | TransferEndEvent
+  | ConnectionEvent;
 
 /** A subscriber callback. */
 export type BootEventListener = (event: BootEvent) => void;

@@ -7,6 +7,8 @@ import { getLogger } from "@logtape/logtape";
 import type { PxeConfig } from "./config.ts";
 import { MAIN_CATEGORY } from "./log.ts";
 import type { BootEvents } from "./events.ts";
+import type { ConnectionCaps } from "./limits.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 import type { StaticLeases } from "./static_leases.ts";
 import type { StatusBoard } from "./status.ts";
@@ -33,6 +35,8 @@ export interface ServiceContext {
   readonly staticLeases: StaticLeases;
   /** The live status model, served by the HTTP service at /status, /status.json and /metrics. */
   readonly status?: StatusBoard;
+  /** Connection caps sized from the open-file limit (see `src/limits.ts`); absent: each service's default. */
+  readonly caps?: ConnectionCaps;
 }
 
 /** A service factory; returns null when the service is off in `config`. */
@@ -134,6 +138,44 @@ export function runUntilSignal(group: ServiceGroup, opts: RunOptions = {}): Prom
     if (opts.signal?.aborted) void finish("stop requested");
     opts.signal?.addEventListener("abort", () => void finish("stop requested"), { once: true });
   });
+}
+
+/**
+ * Keeps the process alive through errors no service caught (a promise rejected outside a handler, an
+ * exception thrown by a timer or by the runtime's own code): each is logged, at most one line per kind
+ * per 10 s, instead of ending DHCP, TFTP, HTTP and NBD together. Returns the function that removes the
+ * guard.
+ */
+export function guardProcess(): () => void {
+  const throttle = new LogThrottle({ log: getLogger(MAIN_CATEGORY) });
+  const describe = (what: unknown) => what instanceof Error ? `${what.name}: ${what.message}` : String(what);
+  const onRejection = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    const text = describe(e.reason);
+    throttle.note(
+      `rejection ${text.slice(0, 80)}`,
+      "error",
+      `uncaught (kept running): ${text}`,
+      "uncaught errors",
+    );
+  };
+  const onError = (e: ErrorEvent) => {
+    e.preventDefault();
+    const text = describe(e.error ?? e.message);
+    throttle.note(
+      `error ${text.slice(0, 80)}`,
+      "error",
+      `uncaught (kept running): ${text}`,
+      "uncaught errors",
+    );
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return () => {
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+    globalThis.removeEventListener("error", onError);
+    throttle.close();
+  };
 }
 
 /** Subscribes the per-boot INFO lines (one per DHCP answer and per finished transfer) to `events`. */

@@ -50,6 +50,7 @@ interface Counters {
   transfers: Map<string, number>; // `${service}\0${ok|failed}`
   bytes: Map<ServiceName, number>;
   active: Map<ServiceName, number>;
+  connections: Map<string, number>; // `${service}\0${refused|timed-out}`
 }
 
 /** Clients kept at most; the least recently seen go first. */
@@ -67,6 +68,7 @@ export class StatusBoard {
     transfers: new Map(),
     bytes: new Map(),
     active: new Map(),
+    connections: new Map(),
   };
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
@@ -121,6 +123,11 @@ export class StatusBoard {
     const now = this.#now();
     const k = this.#counters;
     switch (e.kind) {
+      case "connection": {
+        const key = `${e.service}\0${e.outcome}`;
+        k.connections.set(key, (k.connections.get(key) ?? 0) + 1);
+        return; // counters only: the client view did not change
+      }
       case "dhcp": {
         k.dhcpReceived.set(e.received, (k.dhcpReceived.get(e.received) ?? 0) + 1);
         if (e.sent !== "none") k.dhcpSent.set(e.sent, (k.dhcpSent.get(e.sent) ?? 0) + 1);
@@ -214,13 +221,33 @@ export class StatusBoard {
     for (const [service, n] of k.bytes) out.push(`pypxe_transfer_bytes_total{service="${service}"} ${n}`);
     family("pypxe_active_transfers", "gauge", "Transfers running now, by service.");
     for (const [service, n] of k.active) out.push(`pypxe_active_transfers{service="${service}"} ${n}`);
+    for (
+      const [outcome, name, help] of [
+        [
+          "refused",
+          "pypxe_connections_refused_total",
+          "TCP connections refused or evicted at the cap, by service.",
+        ],
+        [
+          "timed-out",
+          "pypxe_connections_timed_out_total",
+          "TCP connections closed by a header/handshake/idle timeout.",
+        ],
+      ]
+    ) {
+      family(name, "counter", help);
+      for (const [key, n] of k.connections) {
+        const [service, o] = key.split("\0");
+        if (o === outcome) out.push(`${name}{service="${service}"} ${n}`);
+      }
+    }
     family("pypxe_clients", "gauge", "Clients seen (kept in the status view).");
     out.push(`pypxe_clients ${this.#clients.size}`);
     return out.join("\n") + "\n";
   }
 
   /** Answers the status routes; null for any other path (the file server handles it). */
-  route(req: Request, path: string): Response | null {
+  route(req: { readonly method: string }, path: string): Response | null {
     if (req.method !== "GET" && req.method !== "HEAD") return null;
     switch (path) {
       case "/status": {

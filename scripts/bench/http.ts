@@ -2,7 +2,10 @@
  * HTTP benchmark: pypxe's HttpServer against nginx (Debian nginx-light: one process, sendfile on,
  * access log off) on loopback, in alternating runs.
  *
- *   deno run -A scripts/bench/http.ts [--rounds 3] [--seconds 5] [--connections 50]
+ *   deno run -A scripts/bench/http.ts [--rounds 3] [--seconds 5] [--connections 50] [--before DIR]
+ *
+ * `--before DIR` adds a third peer: the same server from another checkout (e.g. a worktree of an older
+ * commit, `git worktree add /tmp/before <commit>`), to measure what a change costs in the same run.
  *
  * Measures: one 512 MiB download (MB/s and the server's CPU seconds from /proc/PID/stat), 50 parallel
  * 4 MiB range requests over the 512 MiB file (wall time), and wrk req/s for a 4 KiB file with keep-alive.
@@ -47,6 +50,7 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "3" },
       seconds: { type: "string", default: "5" },
       connections: { type: "string", default: "50" },
+      before: { type: "string" },
     },
   });
   const rounds = Number(values.rounds);
@@ -68,6 +72,7 @@ async function main(): Promise<void> {
     await writeRandomFile(`${www}/small.efi`, 4096);
     peers.push(await startNginx(dir, www, freePort()));
     peers.push(await startPypxe(www, freePort()));
+    if (values.before) peers.push(await startPypxe(www, freePort(), values.before, "before"));
 
     const results = new Map<string, Record<string, number[]>>();
     for (const p of peers) results.set(p.name, { mbps: [], cpu: [], ranges: [], rps: [] });
@@ -90,14 +95,20 @@ async function main(): Promise<void> {
     }
     const med = (name: string, key: string) => median(results.get(name)![key]);
     console.log(`\nmedians over ${rounds} alternating rounds (wrk -t1 -c${connections} -d${seconds}s):`);
-    console.log("                 nginx      pypxe      ratio (pypxe/nginx)");
+    const hasBefore = peers.some((p) => p.name === "before");
+    console.log(
+      "                 nginx      pypxe      ratio (pypxe/nginx)" +
+        (hasBefore ? "      before     pypxe/before" : ""),
+    );
     const row = (label: string, key: string, digits: number, note: string) => {
       const n = med("nginx", key);
       const p = med("pypxe", key);
+      const b = hasBefore ? med("before", key) : NaN;
       console.log(
         `${label.padEnd(16)} ${n.toFixed(digits).padStart(9)}  ${p.toFixed(digits).padStart(9)}  ${
           (p / n).toFixed(2)
-        }x  ${note}`,
+        }x  ${note.padEnd(24)}` +
+          (hasBefore ? `  ${b.toFixed(digits).padStart(9)}  ${(p / b).toFixed(2)}x` : ""),
       );
     };
     row("512 MiB MB/s", "mbps", 0, "(curl-bound on loopback)");
@@ -191,8 +202,12 @@ http {
   return { name: "nginx", port, pid: child.pid, child };
 }
 
-async function startPypxe(www: string, port: number): Promise<Peer> {
-  const repo = new URL("../../", import.meta.url).pathname;
+async function startPypxe(
+  www: string,
+  port: number,
+  repo = new URL("../../", import.meta.url).pathname,
+  name = "pypxe",
+): Promise<Peer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "scripts/bench/http.ts", "--serve", www, String(port)],
     cwd: repo,
@@ -200,7 +215,7 @@ async function startPypxe(www: string, port: number): Promise<Peer> {
     stderr: "inherit",
   }).spawn();
   await waitListening(port);
-  return { name: "pypxe", port, pid: child.pid, child };
+  return { name, port, pid: child.pid, child };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,22 +1,29 @@
 /**
- * The HTTP file server (Deno.serve): GET/HEAD of the netboot tree with Range, conditional requests,
- * a small-file cache, 1 MiB pull streams for big files, and generated iPXE menus at `/boot.http.ipxe`
- * and `/boot.ipxe`.
+ * The HTTP file server: GET/HEAD of the netboot tree with Range, conditional requests, a small-file
+ * cache, 1 MiB pull streams for big files, and generated iPXE menus at `/boot.http.ipxe` and
+ * `/boot.ipxe`.
  *
- * Idle connections: Deno.serve (2.9.6) has no header-read or keep-alive timeout and exposes no
- * connection handle, so a client that connects and sends nothing (or half a request) keeps one socket
- * until it leaves or the server stops; it never blocks other clients (every connection is its own
- * task) and `stop()` closes it at once. A client that stops *reading* a response has its stream ended
- * and its file closed after `stallTimeoutMs`; Deno only notices the ended stream once the socket
- * drains, so that socket (never a file) stays until the client reads, leaves, or the server stops.
- * `stop()` lets running downloads finish for `stopGraceMs`, then closes every connection.
+ * Connections are accepted and timed by `connections.ts` (not Deno.serve, which has no connection cap,
+ * no header or keep-alive timeout, and ends the process when accept() hits EMFILE): a cap on open
+ * connections, a header timeout, an idle timeout, and a write timeout for a client that stops reading
+ * (`stallTimeoutMs`, which also ends the file stream and closes its file). `stop()` lets running
+ * downloads finish for `stopGraceMs`, then closes every connection.
  * @module
  */
 import { getConfig, getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
 import { NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
+import { isResourceExhaustion } from "../limits.ts";
+import { LogThrottle } from "../log_throttle.ts";
 import type { Service, ServiceFactory } from "../server.ts";
+import {
+  HttpConnections,
+  type IncomingRequest,
+  rawResponse,
+  type Reply,
+  type ServeInfo,
+} from "./connections.ts";
 import { ipxeMenu, type IsoImage, MENU_FILE_NAME, MenuFileError, parseMenuFile } from "./ipxe.ts";
 import { contentTypeFor, entityTag, ifRangeHolds, notModified, parseRange, requestPath } from "./range.ts";
 import { fileRangeStream } from "./stream.ts";
@@ -75,7 +82,15 @@ export interface HttpServerOptions {
   /** On stop, running downloads may finish for this long (ms) before they are cut; default 2000. */
   stopGraceMs?: number;
   /** Extra routes tried before the file tree (the status pages); null means "not mine". */
-  routes?: (req: Request, path: string) => Response | null;
+  routes?: (req: IncomingRequest, path: string) => Response | null;
+  /** Open connections at most; default 1024 (the service factory sizes it from the fd limit). */
+  maxConnections?: number;
+  /** A request head must arrive within this many ms; default 30 s. */
+  headerTimeoutMs?: number;
+  /** Keep-alive connections idle this long are closed; default 60 s. */
+  idleTimeoutMs?: number;
+  /** Binds the listener (tests inject failures); default `Deno.listen`. */
+  listen?: (opts: Deno.TcpListenOptions & { transport?: "tcp" }) => Deno.Listener;
 }
 
 interface CacheEntry {
@@ -87,7 +102,7 @@ interface CacheEntry {
   readonly contentType: string;
   /** The whole file when it is small enough to cache. */
   readonly body: Uint8Array<ArrayBuffer> | null;
-  /** Response headers of a full 200 answer, built once. */
+  /** Response fields of a full 200 answer, built once (the length comes from the body). */
   readonly fullHeaders: [string, string][];
   checkedAt: number;
 }
@@ -118,33 +133,33 @@ const REASONS: Record<number, string> = {
 };
 
 /** A plain-text error response with a one-line body. */
-function errorResponse(status: number, detail: string, extra: Record<string, string> = {}): Response {
-  return new Response(`${status} ${REASONS[status] ?? ""}: ${detail}\n`, {
+function errorResponse(status: number, detail: string, extra: Record<string, string> = {}): Reply {
+  return rawResponse(
     status,
-    headers: { "content-type": "text/plain; charset=utf-8", ...extra },
-  });
+    [["content-type", "text/plain; charset=utf-8"], ...Object.entries(extra)],
+    TEXT.encode(`${status} ${REASONS[status] ?? ""}: ${detail}\n`),
+  );
 }
+
+const TEXT = new TextEncoder();
 
 /** The netboot tree over HTTP. */
 export class HttpServer implements Service {
   readonly name = "http";
-  readonly #opts: Required<Omit<HttpServerOptions, "events" | "advertiseHost" | "routes">> & {
+  readonly #opts: Required<Omit<HttpServerOptions, "events" | "advertiseHost" | "routes" | "listen">> & {
     events?: BootEvents;
     advertiseHost?: string;
     routes?: HttpServerOptions["routes"];
+    listen?: HttpServerOptions["listen"];
   };
-  #server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  #server: HttpConnections | null = null;
+  #throttle: LogThrottle | null = null;
   #cache = new Map<string, CacheEntry>();
   #cacheBytes = 0;
   #menuInputs: MenuInputs | null = null;
   /** Aborted when stop() gives up on running downloads: ends their streams. */
   #stopping = new AbortController();
-  /** Aborted to close the listener and every connection at once (Deno.serve's `signal`). */
-  #closeAll = new AbortController();
   #closing = false;
-  /** Streamed responses not yet delivered or failed; stop() waits for these during the grace. */
-  #active = 0;
-  #idle: (() => void) | null = null;
 
   /** Creates the server; nothing is bound until {@linkcode start}. */
   constructor(opts: HttpServerOptions) {
@@ -155,36 +170,55 @@ export class HttpServer implements Service {
       revalidateMs: 1000,
       menus: true,
       stopGraceMs: 2000,
+      maxConnections: 1024,
+      headerTimeoutMs: 30_000,
+      idleTimeoutMs: 60_000,
       ...opts,
     };
   }
 
   /** The bound port (the real one when 0 was asked for). */
   get port(): number {
-    return this.#server?.addr.port ?? this.#opts.port;
+    return this.#server?.port ?? this.#opts.port;
+  }
+
+  /** Open connections now. */
+  get connections(): number {
+    return this.#server?.size ?? 0;
   }
 
   /** Binds and starts serving; rejects with a one-line message when the port cannot be bound. */
   start(): Promise<void> {
     if (this.#server !== null) return Promise.resolve();
     const { host, port } = this.#opts;
+    this.#closing = false;
+    this.#stopping = new AbortController();
+    const throttle = new LogThrottle({ log });
+    const events = this.#opts.events;
+    const server = new HttpConnections({
+      hostname: host,
+      port,
+      handler: (req, info) => this.#handle(req, info),
+      maxConnections: this.#opts.maxConnections,
+      headerTimeoutMs: this.#opts.headerTimeoutMs,
+      idleTimeoutMs: this.#opts.idleTimeoutMs,
+      writeTimeoutMs: this.#opts.stallTimeoutMs,
+      onError: (err) => {
+        log.error("internal error: {err}", { err: String(err) });
+        return errorResponse(500, "internal error");
+      },
+      onDropped: (outcome) => events?.emit({ kind: "connection", service: "http", outcome }),
+      log: throttle,
+      listen: this.#opts.listen,
+    });
     try {
-      this.#closing = false;
-      this.#stopping = new AbortController();
-      this.#closeAll = new AbortController();
-      this.#server = Deno.serve({
-        hostname: host,
-        port,
-        signal: this.#closeAll.signal,
-        onListen: () => {},
-        onError: (err) => {
-          log.error("internal error: {err}", { err: String(err) });
-          return errorResponse(500, "internal error");
-        },
-      }, (req, info) => this.#handle(req, info));
+      server.start();
     } catch (err) {
+      throttle.close();
       return Promise.reject(new Error(describeBindError(err, { service: "http", proto: "TCP", host, port })));
     }
+    this.#server = server;
+    this.#throttle = throttle;
     return Promise.resolve();
   }
 
@@ -194,24 +228,9 @@ export class HttpServer implements Service {
     if (server === null) return;
     this.#server = null;
     this.#closing = true;
-    if (this.#active > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#idle = resolve;
-        timer = setTimeout(resolve, this.#opts.stopGraceMs);
-      });
-      clearTimeout(timer);
-      this.#idle = null;
-    }
-    if (this.#active === 0) {
-      // graceful: idle keep-alive and half-sent requests are closed at once
-      await server.shutdown();
-    } else {
-      // a download outlived the grace: Deno.serve's shutdown() would wait for it forever
-      this.#stopping.abort();
-      this.#closeAll.abort();
-      await server.finished;
-    }
+    await server.stop(this.#opts.stopGraceMs, () => this.#stopping.abort());
+    this.#throttle?.close();
+    this.#throttle = null;
     this.#cache.clear();
     this.#cacheBytes = 0;
   }
@@ -229,9 +248,9 @@ export class HttpServer implements Service {
     return Promise.resolve();
   }
 
-  #handle(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> {
+  #handle(req: IncomingRequest, info: ServeInfo): Reply | Promise<Reply> {
     const started = performance.now();
-    const path = requestPath(req.url);
+    const path = requestPath(req.target);
     // remoteAddr is lazy and unreadable once the request closed: read it before any await
     let client: string | undefined;
     const who = () => client ??= `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
@@ -241,7 +260,7 @@ export class HttpServer implements Service {
       // partial content (sanboot reads an ISO in thousands of small ranges) is detail, not a boot step
       log[o.status === 206 ? "debug" : "info"]("{client} {path} {status} {bytes} {secs}s", () => ({
         client: who(),
-        path: path ?? req.url,
+        path: path ?? req.target,
         status: o.status,
         bytes: o.bytes,
         secs,
@@ -267,18 +286,18 @@ export class HttpServer implements Service {
     }
   }
 
-  #internalError(err: unknown, path: string | null, done: (o: Outcome) => void): Response {
+  #internalError(err: unknown, path: string | null, done: (o: Outcome) => void): Reply {
     log.error("{path}: {err}", { path, err: String(err) });
     done({ status: 500, bytes: 0, outcome: String(err) });
     return errorResponse(500, "internal error");
   }
 
   async #respond(
-    req: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    req: IncomingRequest,
+    info: ServeInfo,
     path: string | null,
     done: (o: Outcome) => void,
-  ): Promise<Response> {
+  ): Promise<Reply> {
     const isHead = req.method === "HEAD";
     const fail = (status: number, detail: string, extra?: Record<string, string>) => {
       done({ status, bytes: 0, outcome: detail });
@@ -294,13 +313,10 @@ export class HttpServer implements Service {
       if (menu !== null) {
         const body = new TextEncoder().encode(menu);
         done({ status: 200, bytes: isHead ? 0 : body.length, outcome: "ok" });
-        return new Response(isHead ? null : body, {
-          headers: {
-            "content-type": "text/plain; charset=utf-8",
-            "content-length": String(body.length),
-            "cache-control": "no-store",
-          },
-        });
+        return rawResponse(200, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["cache-control", "no-store"],
+        ], body);
       }
     }
 
@@ -317,11 +333,11 @@ export class HttpServer implements Service {
 
   /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or as a stream. */
   #serveEntry(
-    req: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    req: IncomingRequest,
+    info: ServeInfo,
     entry: CacheEntry,
     done: (o: Outcome) => void,
-  ): Response | Promise<Response> {
+  ): Reply | Promise<Reply> {
     const isHead = req.method === "HEAD";
     const { file, etag, lastModified } = entry;
     const size = file.size;
@@ -333,14 +349,14 @@ export class HttpServer implements Service {
       notModified({ ifNoneMatch, ifModifiedSince }, etag, file.mtime)
     ) {
       done({ status: 304, bytes: 0, outcome: "not modified" });
-      return new Response(null, { status: 304, headers: { etag, ...lastModifiedHeader(lastModified) } });
+      return rawResponse(304, [["etag", etag], ...lastModifiedHeader(lastModified)], null);
     }
     const rangeHeader = isHead ? null : reqHeaders.get("range");
     if (rangeHeader === null && entry.body !== null) {
       done({ status: 200, bytes: isHead ? 0 : size, outcome: "ok" });
-      if (isHead) return new Response(null, { headers: entry.fullHeaders });
+      if (isHead) return rawResponse(200, entry.fullHeaders, entry.body);
       this.#emitSmall(info, file.name, size);
-      return new Response(entry.body, { headers: entry.fullHeaders });
+      return rawResponse(200, entry.fullHeaders, entry.body);
     }
 
     const headers: Record<string, string> = {
@@ -371,7 +387,7 @@ export class HttpServer implements Service {
   }
 
   /** transfer-start/transfer-end of a file answered from memory in one piece. */
-  #emitSmall(info: Deno.ServeHandlerInfo<Deno.NetAddr>, file: string, size: number): void {
+  #emitSmall(info: ServeInfo, file: string, size: number): void {
     const events = this.#opts.events;
     if (events === undefined) return;
     const id = events.nextId();
@@ -390,12 +406,12 @@ export class HttpServer implements Service {
   }
 
   async #sendFile(
-    req: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    req: IncomingRequest,
+    info: ServeInfo,
     entry: CacheEntry,
     answer: { status: number; headers: Record<string, string>; start: number; length: number },
     done: (o: Outcome) => void,
-  ): Promise<Response> {
+  ): Promise<Reply> {
     const { status, headers, start, length } = answer;
     const { file } = entry;
     const isHead = req.method === "HEAD";
@@ -406,7 +422,7 @@ export class HttpServer implements Service {
     };
     if (isHead) {
       done({ status, bytes: 0, outcome: "ok" });
-      return new Response(null, { status, headers });
+      return rawResponse(status, Object.entries(headers), null);
     }
     const events = this.#opts.events;
     const id = events?.nextId() ?? 0;
@@ -429,11 +445,11 @@ export class HttpServer implements Service {
     if (entry.body !== null) {
       const body = status === 206 ? entry.body.subarray(start, start + length) : entry.body;
       end(length, "ok");
-      return new Response(body, { status, headers });
+      return rawResponse(status, Object.entries(headers), body);
     }
     if (length === 0) {
       end(0, "ok");
-      return new Response(null, { status, headers });
+      return rawResponse(status, Object.entries(headers), null);
     }
 
     if (this.#closing) return fail(503, "server stopping");
@@ -443,6 +459,15 @@ export class HttpServer implements Service {
     } catch (err) {
       this.#forget(entry.key);
       if (err instanceof Deno.errors.NotFound) return fail(404, "no such file");
+      if (isResourceExhaustion(err)) {
+        this.#throttle?.note(
+          "open-exhausted",
+          "warn",
+          `cannot open ${file.name}: ${err}`,
+          "files refused (503)",
+        );
+        return fail(503, "out of file descriptors, try again");
+      }
       throw err;
     }
     if (this.#closing) {
@@ -450,7 +475,6 @@ export class HttpServer implements Service {
       return fail(503, "server stopping");
     }
     let streamOutcome: { bytes: number; outcome: string } | null = null;
-    this.#active++;
     const stream = fileRangeStream({
       file: fh,
       start,
@@ -462,10 +486,7 @@ export class HttpServer implements Service {
         if (outcome !== "ok") end(bytes, outcome);
       },
     });
-    const settled = () => {
-      if (--this.#active === 0) this.#idle?.();
-    };
-    info.completed.finally(settled).then(
+    info.completed.then(
       () => {
         if (streamOutcome === null || streamOutcome.outcome === "ok") end(length, "ok");
       },
@@ -510,7 +531,6 @@ export class HttpServer implements Service {
       ["accept-ranges", "bytes"],
       ["etag", etag],
       ...(lastModified === null ? [] : [["last-modified", lastModified] as [string, string]]),
-      ["content-length", String(current.size)],
     ];
     const entry: CacheEntry = {
       key: name,
@@ -546,7 +566,7 @@ export class HttpServer implements Service {
   }
 
   /** The generated menu for `name`, or null when the overlay has its own file of that name. */
-  async #menu(req: Request, name: string): Promise<string | null> {
+  async #menu(req: IncomingRequest, name: string): Promise<string | null> {
     try {
       const user = await this.#opts.netboot.resolve(name);
       if (user.layer === "overlay") return null;
@@ -596,7 +616,7 @@ export class HttpServer implements Service {
   }
 
   /** The host and port the client used (Host header), else the advertised address and bound port. */
-  #hostOf(req: Request): { host: string; port: number } {
+  #hostOf(req: IncomingRequest): { host: string; port: number } {
     const header = req.headers.get("host");
     const m = header === null ? null : /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(header);
     if (m !== null) return { host: m[1], port: m[2] === undefined ? 80 : Number(m[2]) };
@@ -606,8 +626,8 @@ export class HttpServer implements Service {
   }
 }
 
-function lastModifiedHeader(lastModified: string | null): Record<string, string> {
-  return lastModified === null ? {} : { "last-modified": lastModified };
+function lastModifiedHeader(lastModified: string | null): [string, string][] {
+  return lastModified === null ? [] : [["last-modified", lastModified]];
 }
 
 /** Builds the HTTP service from the config; null when `USE_HTTP` is off. */
@@ -621,5 +641,8 @@ export const createHttpService: ServiceFactory = (ctx) => {
     events: ctx.events,
     advertiseHost: bound !== "0.0.0.0" ? bound : ctx.config.DHCP_FILESERVER || ctx.config.DHCP_SERVER_IP,
     routes: ctx.status ? (req, path) => ctx.status!.route(req, path) : undefined,
+    maxConnections: ctx.config.HTTP_MAX_CONNECTIONS || ctx.caps?.http,
+    headerTimeoutMs: ctx.config.HTTP_HEADER_TIMEOUT * 1000,
+    idleTimeoutMs: ctx.config.HTTP_IDLE_TIMEOUT * 1000,
   });
 };

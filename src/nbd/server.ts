@@ -16,10 +16,12 @@
 import { getLogger } from "@logtape/logtape";
 import { basename } from "node:path";
 import type { BootEvents } from "../events.ts";
+import { backoff, isResourceExhaustion } from "../limits.ts";
+import { LogThrottle } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import { NbdFlag } from "./protocol.ts";
-import { runSession, type SessionExport, type SessionHost } from "./session.ts";
+import { escapeTemplate, runSession, type SessionExport, type SessionHost } from "./session.ts";
 import {
   type BlockStore,
   FileCowStore,
@@ -60,9 +62,28 @@ export interface NbdServerOptions {
   copyToRam?: boolean;
   /** Boot events sink (transfer-start/-end per connection). */
   events?: BootEvents;
-  /** Milliseconds a client may take to finish option haggling (default 30 s). */
+  /**
+   * Milliseconds a client may take from connecting to the end of option haggling (default 10 s): a
+   * client that never finishes holds one descriptor for at most this long.
+   */
   handshakeTimeoutMs?: number;
+  /**
+   * Open connections at most (default 256). At the cap a new connection evicts the oldest one still in
+   * its handshake (one that has not even sent its flags first); when every connection is past its
+   * handshake, the new one is closed at once. Either way a `connection` `refused` event is emitted.
+   */
+  maxConnections?: number;
+  /** Opens the listener (default `Deno.listen`); tests inject accept failures through it. */
+  listen?: (opts: Deno.TcpListenOptions & { transport: "tcp" }) => Deno.TcpListener;
 }
+
+/** Default of {@linkcode NbdServerOptions.maxConnections}. */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+/** Default of {@linkcode NbdServerOptions.handshakeTimeoutMs}. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** First and longest pause after a failed accept or listen. */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 1000;
 
 const log = getLogger(["pypxe", "nbd"]);
 const DEFAULT_COW_MEMORY = 1 << 30;
@@ -74,7 +95,14 @@ interface OpenExport extends SessionExport {
 
 interface Connection {
   readonly conn: Deno.TcpConn;
-  readonly done: Promise<void>;
+  readonly client: string;
+  /** `greeted`: no client flags yet; `haggling`: options under way; `done`: past the handshake. */
+  stage: "greeted" | "haggling" | "done";
+  /** Set when the server closed it itself: the session's own end is then not logged again. */
+  closedBy: "timeout" | "evicted" | "stop" | null;
+  /** The session logged (rate-limited) why it ended: the debug outcome line would repeat it. */
+  noticed: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** The NBD server (a {@linkcode Service}). */
@@ -82,9 +110,20 @@ export class NbdServer implements Service {
   readonly name = "nbd";
   readonly #opts: NbdServerOptions;
   #listener: Deno.TcpListener | null = null;
+  /** Where the listener is bound (the port picked when 0 was asked), for listening again. */
+  #bound: { hostname: string; port: number } | null = null;
   #acceptLoop: Promise<void> | null = null;
+  #abort = new AbortController();
   #exports: OpenExport[] = [];
+  /** Open connections, oldest first; the two subsets hold those still in their handshake. */
   #connections = new Set<Connection>();
+  #greeted = new Set<Connection>();
+  #haggling = new Set<Connection>();
+  /** Every running session, including those of connections already closed, awaited by stop(). */
+  #sessions = new Set<Promise<void>>();
+  readonly #throttle = new LogThrottle({ log });
+  readonly #maxConnections: number;
+  readonly #handshakeTimeoutMs: number;
   #budget: MemoryBudget;
   #stateDir: string | null = null;
   #ownsStateDir = false;
@@ -95,11 +134,23 @@ export class NbdServer implements Service {
   constructor(opts: NbdServerOptions) {
     this.#opts = opts;
     this.#budget = new MemoryBudget(opts.cowMemoryLimit ?? DEFAULT_COW_MEMORY);
+    this.#maxConnections = Math.max(1, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    this.#handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   }
 
   /** The bound port (after start). */
   get port(): number {
-    return this.#listener?.addr.port ?? this.#opts.port ?? 10809;
+    return this.#bound?.port ?? this.#opts.port ?? 10809;
+  }
+
+  /** The connection cap in force. */
+  get maxConnections(): number {
+    return this.#maxConnections;
+  }
+
+  /** Milliseconds a client has to finish its handshake. */
+  get handshakeTimeoutMs(): number {
+    return this.#handshakeTimeoutMs;
   }
 
   /** The directory holding overlay files (after start, when file overlays are in use). */
@@ -127,6 +178,7 @@ export class NbdServer implements Service {
     const hostname = this.#opts.hostname ?? "0.0.0.0";
     const port = this.#opts.port ?? 10809;
     this.#stopping = false;
+    this.#abort = new AbortController();
     try {
       await this.#openExports();
     } catch (err) {
@@ -134,13 +186,14 @@ export class NbdServer implements Service {
       throw new Error(`nbd: ${err instanceof Error ? err.message : String(err)}`);
     }
     try {
-      this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
+      this.#listener = this.#listen(hostname, port);
     } catch (err) {
       this.#closeExports();
       await this.#removeStateDir();
       throw new Error(describeBindError(err, { service: "nbd", proto: "TCP", host: hostname, port }));
     }
-    this.#acceptLoop = this.#accept(this.#listener);
+    this.#bound = { hostname, port: this.#listener.addr.port };
+    this.#acceptLoop = this.#accept();
     log.info("NBD on {where}: {exports}", {
       where: `${hostname}:${this.port}`,
       exports: this.#exports.map((e) => `${e.name} (${e.size} bytes, ${this.#modeText()})`).join(", "),
@@ -150,18 +203,30 @@ export class NbdServer implements Service {
   /** Stops listening, closes every connection (their overlays are deleted) and the images. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#abort.abort();
+    this.#closeListener();
+    await this.#acceptLoop;
+    this.#acceptLoop = null;
+    for (const c of [...this.#connections]) this.#drop(c, "stop");
+    await Promise.all([...this.#sessions]);
+    this.#throttle.close();
+    this.#closeExports();
+    await this.#removeStateDir();
+    this.#bound = null;
+  }
+
+  #listen(hostname: string, port: number): Deno.TcpListener {
+    const opts = { hostname, port, transport: "tcp" as const };
+    return this.#opts.listen ? this.#opts.listen(opts) : Deno.listen(opts);
+  }
+
+  #closeListener(): void {
     try {
       this.#listener?.close();
     } catch {
       // already closed
     }
     this.#listener = null;
-    await this.#acceptLoop;
-    this.#acceptLoop = null;
-    for (const c of this.#connections) closeQuietly(c.conn);
-    await Promise.all([...this.#connections].map((c) => c.done));
-    this.#closeExports();
-    await this.#removeStateDir();
   }
 
   #modeText(): string {
@@ -277,31 +342,171 @@ export class NbdServer implements Service {
     this.#exports = [];
   }
 
-  async #accept(listener: Deno.TcpListener): Promise<void> {
-    // ends when stop() closes the listener
-    for (;;) {
+  /**
+   * Accepts until stop(). It never gives up while the server runs: out of descriptors (EMFILE, ENFILE,
+   * ENOBUFS) it frees the oldest connection still in its handshake and backs off; any other failure
+   * (the listener closed under it) backs off and listens again on the same address.
+   */
+  async #accept(): Promise<void> {
+    let delay = 0;
+    const pause = () => {
+      delay = delay === 0 ? BACKOFF_FIRST_MS : Math.min(delay * 2, BACKOFF_MAX_MS);
+      return backoff(delay, this.#abort.signal);
+    };
+    while (!this.#stopping) {
+      if (this.#listener === null) {
+        const { hostname, port } = this.#bound!;
+        try {
+          this.#listener = this.#listen(hostname, port);
+          log.info("listening again on {where}", { where: `${hostname}:${port}` });
+        } catch (err) {
+          this.#note(
+            "listen-failed",
+            "error",
+            `cannot listen on ${hostname}:${port} again (${errText(err)}); retrying`,
+            "NBD listen retries",
+          );
+          await pause();
+          continue;
+        }
+      }
+      const listener = this.#listener;
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (err) {
-        if (!this.#stopping) log.error("accept failed, no longer listening: {err}", { err: errText(err) });
-        return;
+        if (this.#stopping) return;
+        if (isResourceExhaustion(err)) {
+          this.#note(
+            "accept-exhausted",
+            "error",
+            `accept failed: ${errText(err)}; closing the oldest unfinished handshake and backing off`,
+            "NBD accept failures for lack of descriptors",
+          );
+          const victim = this.#oldestPending();
+          if (victim !== undefined) this.#evict(victim, "descriptors exhausted");
+        } else if (
+          err instanceof Deno.errors.ConnectionAborted || err instanceof Deno.errors.ConnectionReset
+        ) {
+          // a client gave up while queued: the listener is fine
+          continue;
+        } else {
+          this.#note(
+            "accept-failed",
+            "error",
+            `accept failed: ${errText(err)}; listening again`,
+            "NBD accept failures",
+          );
+          if (this.#listener === listener) this.#closeListener();
+        }
+        await pause();
+        continue;
       }
+      delay = 0;
       if (this.#stopping) {
         closeQuietly(conn);
         return;
       }
-      const entry: Connection = { conn, done: Promise.resolve() };
-      const done = this.#serve(conn).finally(() => this.#connections.delete(entry));
-      (entry as { done: Promise<void> }).done = done;
-      this.#connections.add(entry);
+      try {
+        this.#admit(conn);
+      } catch (err) {
+        closeQuietly(conn);
+        this.#note(
+          "admit-failed",
+          "error",
+          `cannot serve a connection: ${errText(err)}`,
+          "NBD admit failures",
+        );
+      }
     }
   }
 
-  async #serve(conn: Deno.TcpConn): Promise<void> {
+  /** Takes a new connection in, making room at the cap (or refusing it when no room can be made). */
+  #admit(conn: Deno.TcpConn): void {
+    const client = clientText(conn);
+    const events = this.#opts.events;
+    if (this.#connections.size >= this.#maxConnections) {
+      const victim = this.#oldestPending();
+      if (victim === undefined) {
+        closeQuietly(conn);
+        events?.emit({ kind: "connection", service: "nbd", outcome: "refused" });
+        this.#note(
+          "refused",
+          "warn",
+          `${client}: refused: ${this.#maxConnections} connections open, all serving clients`,
+          "NBD connections refused at the cap",
+        );
+        return;
+      }
+      this.#evict(victim, `${this.#maxConnections} connections open`);
+    }
+    const entry: Connection = {
+      conn,
+      client,
+      stage: "greeted",
+      closedBy: null,
+      noticed: false,
+      timer: undefined,
+    };
+    this.#connections.add(entry);
+    this.#greeted.add(entry);
+    entry.timer = setTimeout(() => {
+      if (entry.stage === "done" || entry.closedBy !== null) return;
+      events?.emit({ kind: "connection", service: "nbd", outcome: "timed-out" });
+      this.#note(
+        "handshake-timeout",
+        "warn",
+        `${client}: handshake not finished in ${this.#handshakeTimeoutMs / 1000} s, closing`,
+        "NBD handshake timeouts",
+      );
+      this.#drop(entry, "timeout");
+    }, this.#handshakeTimeoutMs);
+    const session: Promise<void> = this.#serve(entry)
+      .catch((err) => log.error("{client}: {err}", { client, err: errText(err) }))
+      .finally(() => {
+        this.#drop(entry, null);
+        this.#sessions.delete(session);
+      });
+    this.#sessions.add(session);
+  }
+
+  /** The oldest connection still in its handshake, preferring those that never sent their flags. */
+  #oldestPending(): Connection | undefined {
+    for (const c of this.#greeted) return c;
+    for (const c of this.#haggling) return c;
+    return undefined;
+  }
+
+  #evict(victim: Connection, why: string): void {
+    this.#opts.events?.emit({ kind: "connection", service: "nbd", outcome: "refused" });
+    this.#note(
+      "evicted",
+      "info",
+      `${victim.client}: closed before finishing its handshake (${why})`,
+      "NBD unfinished handshakes closed to make room",
+    );
+    this.#drop(victim, "evicted");
+  }
+
+  /** Forgets a connection and closes it; `why` marks the server as the one that ended it. */
+  #drop(entry: Connection, why: Connection["closedBy"]): void {
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    if (why !== null && entry.closedBy === null && this.#connections.has(entry)) entry.closedBy = why;
+    this.#connections.delete(entry);
+    this.#greeted.delete(entry);
+    this.#haggling.delete(entry);
+    closeQuietly(entry.conn);
+  }
+
+  /** A rate-limited line (see {@linkcode LogThrottle}); `message` is plain text. */
+  #note(kind: string, level: "debug" | "info" | "warn" | "error", message: string, label: string): void {
+    this.#throttle.note(kind, level, escapeTemplate(message), label);
+  }
+
+  async #serve(entry: Connection): Promise<void> {
+    const { conn, client } = entry;
     const id = this.#nextConn++;
-    const addr = conn.remoteAddr;
-    const client = `${addr.hostname}:${addr.port}`;
     const events = this.#opts.events;
     const transferId = events?.nextId() ?? id;
     try {
@@ -309,10 +514,6 @@ export class NbdServer implements Service {
     } catch {
       // not fatal: replies are gathered into large writes anyway
     }
-    const timer = setTimeout(() => {
-      log.warn("{client}: handshake not finished in time, closing", { client });
-      closeQuietly(conn);
-    }, this.#opts.handshakeTimeoutMs ?? 30_000);
     const started = performance.now();
     const host: SessionHost = {
       find: (name) => name === "" ? this.#exports[0] : this.#exports.find((e) => e.name === name),
@@ -334,10 +535,25 @@ export class NbdServer implements Service {
       stream: conn,
       host,
       client,
-      onHandshakeDone: () => clearTimeout(timer),
+      onClientFlags: () => {
+        if (entry.stage !== "greeted") return;
+        entry.stage = "haggling";
+        if (this.#greeted.delete(entry)) this.#haggling.add(entry);
+      },
+      onHandshakeDone: () => {
+        entry.stage = "done";
+        clearTimeout(entry.timer);
+        entry.timer = undefined;
+        this.#greeted.delete(entry);
+        this.#haggling.delete(entry);
+      },
+      notice: (kind, level, message, label) => {
+        // a connection the server closed itself was reported when it did so
+        entry.noticed = true;
+        if (entry.closedBy === null) this.#note(kind, level, message, label);
+      },
     });
-    clearTimeout(timer);
-    closeQuietly(conn);
+    this.#drop(entry, null);
     if (result.export !== undefined) {
       events?.emit({
         kind: "transfer-end",
@@ -349,9 +565,18 @@ export class NbdServer implements Service {
         ms: performance.now() - started,
         outcome: result.outcome === "ok" || this.#stopping ? "ok" : result.outcome,
       });
-    } else if (result.outcome !== "ok") {
-      log.debug("{client}: {outcome}", { client, outcome: result.outcome });
+    } else if (result.outcome !== "ok" && entry.closedBy === null && !entry.noticed) {
+      this.#note("handshake-failed", "debug", `${client}: ${result.outcome}`, "NBD handshakes that failed");
     }
+  }
+}
+
+function clientText(conn: Deno.TcpConn): string {
+  try {
+    const addr = conn.remoteAddr;
+    return `${addr.hostname}:${addr.port}`;
+  } catch {
+    return "?";
   }
 }
 
@@ -403,6 +628,8 @@ export const createNbdService: ServiceFactory = (ctx) => {
     copyToRam: c.NBD_COPY_TO_RAM,
     stateDir: c.NBD_STATE_DIR || undefined,
     cowMemoryLimit: c.NBD_COW_MEM_LIMIT,
+    handshakeTimeoutMs: c.NBD_HANDSHAKE_TIMEOUT * 1000,
+    maxConnections: c.NBD_MAX_CONNECTIONS || ctx.caps?.nbd,
     events: ctx.events,
   });
 };

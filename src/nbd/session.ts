@@ -94,9 +94,30 @@ export interface SessionOptions {
   client: string;
   /** Called once option haggling is over (to clear the caller's handshake timer); may be called twice. */
   onHandshakeDone?: () => void;
+  /** Called when the client's handshake flags have arrived (it speaks NBD; haggling begins). */
+  onClientFlags?: () => void;
+  /**
+   * Where the per-connection lines a flood repeats go (closed before its flags, not fixed newstyle,
+   * unknown export): the server rate-limits them per `kind`; `label` names the kind in a summary line.
+   * `message` is plain text, not a LogTape template. Default: logged as they are.
+   */
+  notice?: (kind: string, level: NoticeLevel, message: string, label: string) => void;
 }
 
+/** Levels of {@linkcode SessionOptions.notice} lines. */
+export type NoticeLevel = "debug" | "info" | "warn" | "error";
+
 const log = getLogger(["pypxe", "nbd"]);
+
+/** Logs a notice line as it is: the default when the caller does not rate-limit them. */
+function logNotice(_kind: string, level: NoticeLevel, message: string): void {
+  log[level](escapeTemplate(message));
+}
+
+/** Escapes LogTape's template braces, so that a client-chosen name cannot look like a placeholder. */
+export function escapeTemplate(text: string): string {
+  return text.replace(/[{}]/g, (c) => c + c);
+}
 
 class SessionEnd extends Error {
   constructor(readonly outcome: string) {
@@ -155,20 +176,29 @@ function eofOutcome(reader: StreamReader, where: string): SessionEnd {
 /** Option haggling; returns the export to serve, or null when the client aborted. */
 async function handshake(opts: SessionOptions, reader: StreamReader): Promise<SessionExport | null> {
   const { stream, host, client } = opts;
+  const notice = opts.notice ?? logNotice;
   await writeAll(stream, encodeServerGreeting(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES));
   if (!(await reader.fill(4))) {
-    log.info(
-      "{client}: closed before sending its handshake flags (an oldstyle-only client? pypxe speaks " +
+    notice(
+      "no-flags",
+      "info",
+      `${client}: closed before sending its handshake flags (an oldstyle-only client? pypxe speaks ` +
         "fixed newstyle only)",
-      { client },
+      "NBD connections closed before sending handshake flags",
     );
     throw eofOutcome(reader, "during the handshake");
   }
   const clientFlags = decodeClientFlags(reader.take(4));
   if ((clientFlags & NbdClientFlag.C_FIXED_NEWSTYLE) === 0) {
-    log.warn("{client}: refused: the client does not speak fixed newstyle NBD", { client });
+    notice(
+      "not-newstyle",
+      "warn",
+      `${client}: refused: the client does not speak fixed newstyle NBD`,
+      "NBD clients refused for not speaking fixed newstyle",
+    );
     throw new SessionEnd("client does not support fixed newstyle");
   }
+  opts.onClientFlags?.();
   const noZeroes = (clientFlags & NbdClientFlag.C_NO_ZEROES) !== 0;
   const reply = (option: number, type: number, data?: Uint8Array) =>
     writeAll(stream, encodeOptionReply({ option, type, data }));
@@ -189,7 +219,12 @@ async function handshake(opts: SessionOptions, reader: StreamReader): Promise<Se
         const exp = host.find(name);
         if (exp === undefined) {
           // this option has no error reply: the protocol says to drop the connection
-          log.warn("{client}: unknown export {name}", { client, name: JSON.stringify(name) });
+          notice(
+            "unknown-export",
+            "warn",
+            `${client}: unknown export ${JSON.stringify(name)}`,
+            "NBD requests for unknown exports",
+          );
           throw new SessionEnd(`unknown export ${JSON.stringify(name)}`);
         }
         await writeAll(stream, encodeExportNameReply(exp.size, exp.flags, noZeroes));

@@ -1,0 +1,92 @@
+/**
+ * File-descriptor budget: the process's open-file limit (from `/proc/self/limits` where it exists) and
+ * the connection caps derived from it, so that a flood of connections to one service can never take
+ * the descriptors the others need (EMFILE would otherwise end DHCP, TFTP and NBD with HTTP).
+ * @module
+ */
+
+/** Where the limit is unknown (no /proc: macOS, Windows), this is assumed. */
+export const ASSUMED_FILE_LIMIT = 1024;
+/** Descriptors kept for listeners, stdio, lease files, journals and syslog. */
+export const RESERVED_FDS = 128;
+/** The TFTP transfer cap when the limit allows it (each transfer: a socket and a file). */
+export const TFTP_MAX_TRANSFERS = 1000;
+
+/** Reads the soft "Max open files" value of `/proc/self/limits` text; Infinity for unlimited. */
+export function parseOpenFileLimit(text: string): number | null {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)\s+files/m.exec(text);
+  if (m === null) return null;
+  return m[1] === "unlimited" ? Infinity : Number(m[1]);
+}
+
+/** The soft open-file limit of this process, or null where it cannot be read. */
+export function openFileLimit(): number | null {
+  try {
+    return parseOpenFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+  } catch {
+    return null;
+  }
+}
+
+/** The open-file limit and the caps each service runs with. */
+export interface ConnectionCaps {
+  /** The soft limit read, or null when unknown (then {@linkcode ASSUMED_FILE_LIMIT} was used). */
+  readonly fileLimit: number | null;
+  /** Open HTTP connections at most. */
+  readonly http: number;
+  /** Open NBD connections at most. */
+  readonly nbd: number;
+  /** Running TFTP transfers at most. */
+  readonly tftp: number;
+}
+
+/**
+ * Splits the descriptors left after {@linkcode RESERVED_FDS}: TFTP a quarter (two per transfer, at most
+ * 1000 transfers), HTTP 45 % (one per connection; a download holds a file too, and a failed open is
+ * answered 503), NBD a tenth of the connections (a socket and an overlay file each). A configured
+ * value other than 0 wins.
+ */
+export function connectionCaps(
+  fileLimit: number | null,
+  configured: { http?: number; nbd?: number } = {},
+): ConnectionCaps {
+  const limit = Math.min(fileLimit ?? ASSUMED_FILE_LIMIT, 1 << 20);
+  const usable = Math.max(64, limit - RESERVED_FDS);
+  return {
+    fileLimit,
+    http: configured.http || Math.max(16, Math.floor(usable * 0.45)),
+    nbd: configured.nbd || Math.max(4, Math.floor(usable * 0.1)),
+    tftp: Math.max(16, Math.min(TFTP_MAX_TRANSFERS, Math.floor((usable * 0.25) / 2))),
+  };
+}
+
+/** True for the errors of a process or system out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS). */
+export function isResourceExhaustion(err: unknown): boolean {
+  const text = err instanceof Error ? `${err.name} ${err.message}` : String(err);
+  return /too many open files|os error (23|24|105)\b|ENOBUFS|no buffer space/i.test(text);
+}
+
+/** Sleeps `ms` milliseconds unless `signal` aborts first. */
+export function backoff(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** One line describing the limit and the caps, for `--check` and the banner. */
+export function describeCaps(caps: ConnectionCaps): string {
+  const limit = caps.fileLimit === null
+    ? `unknown (assumed ${ASSUMED_FILE_LIMIT})`
+    : caps.fileLimit === Infinity
+    ? "unlimited"
+    : String(caps.fileLimit);
+  return `open files ${limit}: HTTP ${caps.http} connections, NBD ${caps.nbd} connections, ` +
+    `TFTP ${caps.tftp} transfers`;
+}

@@ -1,0 +1,82 @@
+/**
+ * Log lines under attack: the first event of a kind is logged as it is; further events of that kind
+ * within the window are counted and reported once at its end (`... 2,314 more in the last 10 s`), so a
+ * flood of refused connections, timeouts or malformed packets costs a handful of lines (and syslog
+ * datagrams), not one per event.
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+
+/** Levels a throttled line can have. */
+export type ThrottledLevel = "debug" | "info" | "warn" | "error";
+
+interface KindState {
+  readonly level: ThrottledLevel;
+  readonly label: string;
+  suppressed: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Options of {@linkcode LogThrottle}. */
+export interface LogThrottleOptions {
+  /** Where lines go. */
+  readonly log: Pick<Logger, ThrottledLevel>;
+  /** Window per kind; default 10 s. */
+  readonly windowMs?: number;
+}
+
+/** One summary line per kind per window. Call {@linkcode LogThrottle.close} when the service stops. */
+export class LogThrottle {
+  readonly #log: Pick<Logger, ThrottledLevel>;
+  readonly #windowMs: number;
+  readonly #kinds = new Map<string, KindState>();
+
+  /** Creates the throttle; nothing is scheduled until an event is suppressed. */
+  constructor(opts: LogThrottleOptions) {
+    this.#log = opts.log;
+    this.#windowMs = opts.windowMs ?? 10_000;
+  }
+
+  /**
+   * Logs `message` at `level` if no `kind` event was logged in the current window, else counts it.
+   * `label` names the kind in the summary line (default: `kind`).
+   */
+  note(kind: string, level: ThrottledLevel, message: string | (() => string), label?: string): void {
+    const state = this.#kinds.get(kind);
+    if (state !== undefined) {
+      state.suppressed++;
+      if (state.timer === undefined) {
+        state.timer = setTimeout(() => this.#summarise(kind), this.#windowMs);
+        Deno.unrefTimer(state.timer as unknown as number);
+      }
+      return;
+    }
+    this.#log[level](typeof message === "string" ? message : message());
+    const fresh: KindState = { level, label: label ?? kind, suppressed: 0, timer: undefined };
+    // the window starts now: a second event schedules its end
+    fresh.timer = setTimeout(() => this.#summarise(kind), this.#windowMs);
+    Deno.unrefTimer(fresh.timer as unknown as number);
+    this.#kinds.set(kind, fresh);
+  }
+
+  /** Events of `kind` counted but not yet reported. */
+  pending(kind: string): number {
+    return this.#kinds.get(kind)?.suppressed ?? 0;
+  }
+
+  #summarise(kind: string): void {
+    const state = this.#kinds.get(kind);
+    if (state === undefined) return;
+    clearTimeout(state.timer);
+    this.#kinds.delete(kind);
+    if (state.suppressed > 0) {
+      const n = state.suppressed.toLocaleString("en-US");
+      this.#log[state.level](`${state.label}: ${n} more in the last ${this.#windowMs / 1000} s`);
+    }
+  }
+
+  /** Reports what is pending and cancels every timer. */
+  close(): void {
+    for (const kind of [...this.#kinds.keys()]) this.#summarise(kind);
+  }
+}
