@@ -16,6 +16,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { PxeConfig } from "../config.ts";
 import type { BootEvents } from "../events.ts";
+import { backoff, isResourceExhaustion } from "../limits.ts";
+import { LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { broadcastOf, describeBindError, inSubnet, ipToInt } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import { loadStaticLeases, type StaticBinding, type StaticLeases } from "../static_leases.ts";
@@ -94,7 +96,12 @@ export interface DhcpServerOptions {
   offerTime?: number;
   /** Seconds a DECLINEd address stays out of the pool (default 600). */
   declineTime?: number;
+  /** Opens the sockets; default `Deno.listenDatagram` (tests wrap it to inject failures). */
+  listenDatagram?: ListenDatagram;
 }
+
+/** Opens a UDP socket, like `Deno.listenDatagram`. */
+export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
 
 /** One datagram to send. */
 export interface Outgoing {
@@ -115,6 +122,29 @@ export interface Incoming {
 
 const log = getLogger(["pypxe", "dhcp"]);
 
+/** Backoff after a failed receive or re-bind: doubles from the first to the last, reset by a datagram. */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_LAST_MS = 1000;
+
+function nextBackoff(delay: number): number {
+  return delay === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_LAST_MS, delay * 2);
+}
+
+/** True when a receive failed because the socket itself is gone (closed underneath, cancelled). */
+function socketGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
+    err instanceof Deno.errors.NotConnected;
+}
+
+/** `text` as a LogTape message without placeholders (client-sent strings may contain braces). */
+function literal(text: string): string {
+  return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Answers single DHCP datagrams: the state handling of RFC 2131 and the PXE proxy, without sockets. */
 export class DhcpResponder {
   readonly leases: LeaseStore;
@@ -127,10 +157,15 @@ export class DhcpResponder {
   readonly #bcast: string;
   readonly #now: () => number;
   #lastPoolWarning = -Infinity;
+  readonly #throttle: LogThrottle | undefined;
 
-  /** Builds the responder and its lease store (call `leases.load()` before serving). */
-  constructor(opts: DhcpServerOptions) {
+  /**
+   * Builds the responder and its lease store (call `leases.load()` before serving). With `throttle`
+   * (owned and closed by the caller), per-packet lines are rate-limited per kind.
+   */
+  constructor(opts: DhcpServerOptions, throttle?: LogThrottle) {
     const c = opts.config;
+    this.#throttle = throttle;
     this.#cfg = c;
     this.#opts = opts;
     this.#static = opts.staticLeases ?? new Map();
@@ -162,27 +197,44 @@ export class DhcpResponder {
     this.leases.setReserved(reservationsOf(leases));
   }
 
+  /** A per-packet line: through the throttle when there is one, else logged as it is. */
+  #note(kind: string, level: ThrottledLevel, message: () => string, label?: string): void {
+    if (this.#throttle) this.#throttle.note(kind, level, () => literal(message()), label);
+    else log[level](literal(message()));
+  }
+
   /** Handles one datagram; returns what to send. Never throws: bad input is logged at DEBUG and dropped. */
   handle(bytes: Uint8Array, from: Incoming): Outgoing[] {
     let req: DhcpPacket;
     try {
       req = decodeDhcp(bytes);
     } catch (err) {
-      log.debug("dropped {bytes}-byte datagram from {from}: {reason}", {
-        bytes: bytes.length,
-        from: `${from.hostname}:${from.port}`,
-        reason: err instanceof Error ? err.message : String(err),
-      });
+      this.#note(
+        "malformed",
+        "debug",
+        () => `dropped ${bytes.length}-byte datagram from ${from.hostname}:${from.port}: ${errText(err)}`,
+        "malformed datagrams dropped",
+      );
       return [];
     }
     try {
       return this.#dispatch(req, from);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errText(err);
       if (err instanceof DhcpDecodeError) {
-        log.debug("dropped message from {mac}: {reason}", { mac: req.mac, reason });
+        this.#note(
+          "dropped",
+          "debug",
+          () => `dropped message from ${req.mac}: ${reason}`,
+          "messages dropped",
+        );
       } else {
-        log.warn("dropped message from {mac}: {reason}", { mac: req.mac, reason });
+        this.#note(
+          "failed",
+          "warn",
+          () => `dropped message from ${req.mac}: ${reason}`,
+          "messages dropped (handling failed)",
+        );
       }
       return [];
     }
@@ -224,7 +276,7 @@ export class DhcpResponder {
   }
 
   #drop(req: DhcpPacket, reason: string): Outgoing[] {
-    log.debug("dropped message from {mac}: {reason}", { mac: req.mac, reason });
+    this.#note("dropped", "debug", () => `dropped message from ${req.mac}: ${reason}`, "messages dropped");
     return [];
   }
 
@@ -258,7 +310,10 @@ export class DhcpResponder {
       secureBoot: this.#opts.secureBoot,
       staticRom: this.#static.get(req.mac)?.rom,
     });
-    if (decision.warning) log.warn("{mac}: {warning}", { mac: req.mac, warning: decision.warning });
+    if (decision.warning) {
+      const warning = decision.warning;
+      this.#note("policy", "warn", () => `${req.mac}: ${warning}`, "boot-policy warnings");
+    }
     return decision;
   }
 
@@ -518,11 +573,17 @@ export class DhcpServer implements Service {
   #loops: Promise<void>[] = [];
   readonly #sending = new Set<Promise<void>>();
   #stopping = false;
+  readonly #listenDatagram: ListenDatagram;
+  /** Aborted by `stop()`: ends backoff waits at once. */
+  #abort = new AbortController();
+  /** Per-packet lines of the sockets and the responder: one per kind per 10 s, then a count. */
+  readonly #throttle = new LogThrottle({ log });
 
   /** Creates the server; nothing is bound until `start()`. */
   constructor(opts: DhcpServerOptions) {
     this.#opts = opts;
-    this.responder = new DhcpResponder(opts);
+    this.#listenDatagram = opts.listenDatagram ?? ((o) => Deno.listenDatagram(o));
+    this.responder = new DhcpResponder(opts, this.#throttle);
     this.#serverPort = opts.serverPort ?? opts.config.DHCP_SERVER_PORT;
     this.#proxyPort = opts.proxyPort ?? 4011;
     this.#listen = opts.listenAddress ?? "0.0.0.0";
@@ -533,19 +594,21 @@ export class DhcpServer implements Service {
     const c = this.#opts.config;
     await this.responder.leases.load();
     this.#stopping = false;
+    this.#abort = new AbortController();
+    const listen = this.#listenDatagram;
     try {
-      this.#recv = bind(this.#listen, this.#serverPort);
-      if (c.DHCP_SERVER_IP !== this.#listen) this.#send = bind(c.DHCP_SERVER_IP, this.#serverPort);
-      if (c.DHCP_MODE_PROXY) this.#proxy = bind(this.#listen, this.#proxyPort);
+      this.#recv = bind(listen, this.#listen, this.#serverPort);
+      if (c.DHCP_SERVER_IP !== this.#listen) this.#send = bind(listen, c.DHCP_SERVER_IP, this.#serverPort);
+      if (c.DHCP_MODE_PROXY) this.#proxy = bind(listen, this.#listen, this.#proxyPort);
     } catch (err) {
       this.#closeSockets();
       await this.responder.leases.close();
       throw err;
     }
     this.#loops = [
-      this.#serve(this.#recv, "dhcp"),
-      ...(this.#send ? [this.#serve(this.#send, "dhcp")] : []),
-      ...(this.#proxy ? [this.#serve(this.#proxy, "proxy")] : []),
+      this.#supervise("recv", "dhcp"),
+      ...(this.#send ? [this.#supervise("send", "dhcp")] : []),
+      ...(this.#proxy ? [this.#supervise("proxy", "proxy")] : []),
     ];
     log.debug("DHCP {mode} listening on {endpoints}", {
       mode: c.DHCP_MODE_PROXY ? "proxy" : "server",
@@ -556,10 +619,12 @@ export class DhcpServer implements Service {
   /** Closes the sockets, waits for the receive loops and saves the leases. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#abort.abort();
     this.#closeSockets();
     await Promise.allSettled(this.#loops);
     await Promise.allSettled(this.#sending);
     this.#loops = [];
+    this.#throttle.close();
     await this.responder.leases.close();
   }
 
@@ -601,19 +666,105 @@ export class DhcpServer implements Service {
     this.#recv = this.#send = this.#proxy = null;
   }
 
-  async #serve(conn: Deno.DatagramConn, on: Incoming["on"]): Promise<void> {
-    const buf = new Uint8Array(4096);
+  /** The socket of `slot`; null before start, after stop, or while it is being re-bound. */
+  #socketOf(slot: Slot): Deno.DatagramConn | null {
+    return slot === "recv" ? this.#recv : slot === "send" ? this.#send : this.#proxy;
+  }
+
+  #setSocket(slot: Slot, conn: Deno.DatagramConn | null): void {
+    if (slot === "recv") this.#recv = conn;
+    else if (slot === "send") this.#send = conn;
+    else this.#proxy = conn;
+  }
+
+  /** The address `slot` is bound to. */
+  #addressOf(slot: Slot): { hostname: string; port: number } {
+    if (slot === "send") return { hostname: this.#opts.config.DHCP_SERVER_IP, port: this.#serverPort };
+    return { hostname: this.#listen, port: slot === "proxy" ? this.#proxyPort : this.#serverPort };
+  }
+
+  #note(kind: string, level: ThrottledLevel, message: () => string, label?: string): void {
+    this.#throttle.note(kind, level, () => literal(message()), label);
+  }
+
+  /** Runs the receive loop of `slot` until `stop()`; a bug that escapes it restarts it after a second. */
+  async #supervise(slot: Slot, on: Incoming["on"]): Promise<void> {
     while (!this.#stopping) {
+      try {
+        await this.#serve(slot, on);
+      } catch (err) {
+        if (this.#stopping) return;
+        this.#note(`loop:${slot}`, "error", () => `receive loop failed, restarting it: ${errText(err)}`);
+        await backoff(BACKOFF_LAST_MS, this.#abort.signal);
+      }
+    }
+  }
+
+  /** Binds `slot` again, backing off, until it works (the socket) or `stop()` (null). */
+  async #rebind(slot: Slot): Promise<Deno.DatagramConn | null> {
+    const { hostname, port } = this.#addressOf(slot);
+    let delay = 0;
+    while (!this.#stopping) {
+      try {
+        const conn = this.#listenDatagram({ transport: "udp", hostname, port, reuseAddress: true });
+        this.#setSocket(slot, conn);
+        this.#note(`rebound:${slot}`, "info", () => `socket UDP ${hostname}:${port} is back`);
+        return conn;
+      } catch (err) {
+        this.#note(
+          `rebind:${slot}`,
+          "warn",
+          () => `cannot re-bind UDP ${hostname}:${port} yet: ${errText(err)}; retrying`,
+          `failed re-binds of UDP ${hostname}:${port}`,
+        );
+      }
+      delay = nextBackoff(delay);
+      await backoff(delay, this.#abort.signal);
+    }
+    return null;
+  }
+
+  /**
+   * The receive loop of one socket. It never gives up while the service runs: a failing receive
+   * (EMFILE, ENOBUFS, ...) backs off 50 ms doubling to 1 s; a socket that is gone is re-bound.
+   */
+  async #serve(slot: Slot, on: Incoming["on"]): Promise<void> {
+    const buf = new Uint8Array(4096);
+    let delay = 0;
+    while (!this.#stopping) {
+      const conn = this.#socketOf(slot) ?? await this.#rebind(slot);
+      if (conn === null) return; // stopping
       let data: Uint8Array;
       let addr: Deno.NetAddr;
       try {
         const [d, a] = await conn.receive(buf);
         data = d;
         addr = a as Deno.NetAddr;
+        delay = 0;
       } catch (err) {
         if (this.#stopping) return;
-        log.warn("DHCP receive failed: {err}", { err: err instanceof Error ? err.message : String(err) });
-        await new Promise((r) => setTimeout(r, 10));
+        delay = nextBackoff(delay);
+        const { hostname, port } = this.#addressOf(slot);
+        const where = `UDP ${hostname}:${port}`;
+        if (socketGone(err)) {
+          this.#note(`lost:${slot}`, "warn", () => `socket ${where} is gone (${errText(err)}): re-binding`);
+          if (this.#socketOf(slot) === conn) this.#setSocket(slot, null);
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        } else {
+          this.#note(
+            `receive:${slot}`,
+            "warn",
+            () => `receive on ${where} failed: ${errText(err)}; backing off`,
+            isResourceExhaustion(err)
+              ? `receive failures on ${where} (out of descriptors or buffers)`
+              : `receive failures on ${where}`,
+          );
+        }
+        await backoff(delay, this.#abort.signal);
         continue;
       }
       const replies = this.responder.handle(data, { hostname: addr.hostname, port: addr.port, on });
@@ -628,10 +779,12 @@ export class DhcpServer implements Service {
         })
           .then(() => {}, (err) => {
             if (this.#stopping) return;
-            log.warn("DHCP send to {to} failed: {err}", {
-              to: `${out.hostname}:${out.port}`,
-              err: err instanceof Error ? err.message : String(err),
-            });
+            this.#note(
+              "send",
+              "warn",
+              () => `DHCP send to ${out.hostname}:${out.port} failed: ${errText(err)}`,
+              "DHCP sends failed",
+            );
           })
           .finally(() => this.#sending.delete(sending));
         this.#sending.add(sending);
@@ -641,9 +794,12 @@ export class DhcpServer implements Service {
   }
 }
 
-function bind(hostname: string, port: number): Deno.DatagramConn {
+/** The sockets of {@linkcode DhcpServer}: 67 on the listen address, 67 on the server address, 4011. */
+type Slot = "recv" | "send" | "proxy";
+
+function bind(listen: ListenDatagram, hostname: string, port: number): Deno.DatagramConn {
   try {
-    return Deno.listenDatagram({ transport: "udp", hostname, port, reuseAddress: true });
+    return listen({ transport: "udp", hostname, port, reuseAddress: true });
   } catch (err) {
     throw new Error(describeBindError(err, { service: "dhcp", proto: "UDP", host: hostname, port }));
   }

@@ -14,6 +14,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
+import { backoff, isResourceExhaustion } from "../limits.ts";
+import { LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import {
   isRoutineMiss,
@@ -37,6 +39,9 @@ import { MAX_BLKSIZE, negotiateOptions, TftpSession } from "./session.ts";
 import { type ByteSource, fileSource, memorySource, Transfer } from "./transfer.ts";
 
 const log = getLogger(["pypxe", "tftp"]);
+
+/** Opens a UDP socket; `Deno.listenDatagram` unless a test wraps it to inject failures. */
+export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
 
 /** Options of {@linkcode TftpServer}. */
 export interface TftpServerOptions {
@@ -62,19 +67,50 @@ export interface TftpServerOptions {
   cacheTotalBytes?: number;
   /** Largest file served in netascii mode (converted in memory); default 16 MiB. */
   netasciiMaxBytes?: number;
+  /** Opens the request and transfer sockets; default `Deno.listenDatagram` (tests inject failures). */
+  listenDatagram?: ListenDatagram;
 }
 
 const REQUEST_BUFFER = 65536;
+/** Backoff after a failed receive or re-bind: doubles from the first to the last, reset by a datagram. */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_LAST_MS = 1000;
+
+/** The next backoff delay after `delay` (0: none yet). */
+function nextBackoff(delay: number): number {
+  return delay === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_LAST_MS, delay * 2);
+}
+
+/** True when a receive failed because the socket itself is gone (closed underneath, cancelled). */
+function socketGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
+    err instanceof Deno.errors.NotConnected;
+}
+
+/** `text` as a LogTape message without placeholders (client-sent names may contain braces). */
+function literal(text: string): string {
+  return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 /** The TFTP service (RFC 1350 read-only, with RFC 2347/2348/2349/7440 options). */
 export class TftpServer implements Service {
   readonly name = "tftp";
   readonly #o: TftpServerOptions;
   readonly #cache: FileCache;
+  readonly #listen: ListenDatagram;
+  /** The request socket; null while it is being re-bound. */
   #socket: Deno.DatagramConn | null = null;
   #loop: Promise<void> | null = null;
   #port = 0;
   #stopping = false;
+  /** Aborted by `stop()`: ends backoff waits at once. */
+  #abort = new AbortController();
+  /** Per-packet warnings: one line per kind per 10 s, then a count. */
+  readonly #throttle = new LogThrottle({ log });
   /** Running and starting transfers by client `ip:port`. */
   readonly #active = new Map<string, Transfer | null>();
   readonly #tasks = new Set<Promise<void>>();
@@ -82,6 +118,7 @@ export class TftpServer implements Service {
   /** Creates the service; nothing is bound until `start()`. */
   constructor(opts: TftpServerOptions) {
     this.#o = opts;
+    this.#listen = opts.listenDatagram ?? ((o) => Deno.listenDatagram(o));
     this.#cache = new FileCache({
       maxFileBytes: opts.cacheFileBytes ?? 4 * 1024 * 1024,
       maxTotalBytes: opts.cacheTotalBytes ?? 32 * 1024 * 1024,
@@ -100,24 +137,26 @@ export class TftpServer implements Service {
 
   /** Binds the request socket; rejects with a one-line message when it cannot. */
   start(): Promise<void> {
-    if (this.#socket !== null) return Promise.resolve();
+    if (this.#loop !== null) return Promise.resolve();
     const { host, port } = this.#o;
     try {
-      this.#socket = Deno.listenDatagram({ transport: "udp", hostname: host, port });
+      this.#socket = this.#listen({ transport: "udp", hostname: host, port });
     } catch (err) {
       return Promise.reject(new Error(describeBindError(err, { service: "tftp", proto: "UDP", host, port })));
     }
     this.#port = (this.#socket.addr as Deno.NetAddr).port;
     this.#stopping = false;
-    this.#loop = this.#serve(this.#socket);
+    this.#abort = new AbortController();
+    this.#loop = this.#supervise();
     log.debug("listening on UDP {host}:{port}", { host, port: this.#port });
     return Promise.resolve();
   }
 
   /** Closes every socket, aborts running transfers and waits until all is released. */
   async stop(): Promise<void> {
-    if (this.#socket === null) return;
+    if (this.#loop === null) return;
     this.#stopping = true;
+    this.#abort.abort();
     const socket = this.#socket;
     this.#socket = null;
     const aborts: Promise<void>[] = [];
@@ -126,7 +165,7 @@ export class TftpServer implements Service {
     }
     await Promise.allSettled(aborts);
     try {
-      socket.close();
+      socket?.close();
     } catch (err) {
       log.debug("close: {err}", { err: String(err) });
     }
@@ -134,6 +173,7 @@ export class TftpServer implements Service {
     this.#loop = null;
     // bounded: every task ends once its socket is closed; new ones are not started while stopping
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+    this.#throttle.close();
   }
 
   /** What the service listens on. */
@@ -141,90 +181,193 @@ export class TftpServer implements Service {
     return [`UDP ${this.#o.host}:${this.#port || this.#o.port}`];
   }
 
-  async #serve(socket: Deno.DatagramConn): Promise<void> {
-    const buf = new Uint8Array(REQUEST_BUFFER);
-    let errors = 0;
+  /** Logs through the throttle; `message` is plain text (braces are escaped). */
+  #note(kind: string, level: ThrottledLevel, message: () => string, label?: string): void {
+    this.#throttle.note(kind, level, () => literal(message()), label);
+  }
+
+  /** Runs the request loop until `stop()`; a bug that escapes it restarts it after a second. */
+  async #supervise(): Promise<void> {
     while (!this.#stopping) {
+      try {
+        await this.#serve();
+      } catch (err) {
+        if (this.#stopping) return;
+        this.#note("loop", "error", () => `request loop failed, restarting it: ${errText(err)}`);
+        await backoff(BACKOFF_LAST_MS, this.#abort.signal);
+      }
+    }
+  }
+
+  /**
+   * The request loop. It never gives up while the service runs: a failing receive (EMFILE, ENOBUFS, ...)
+   * backs off 50 ms doubling to 1 s; a request socket that is gone is re-bound on the same address.
+   */
+  async #serve(): Promise<void> {
+    const buf = new Uint8Array(REQUEST_BUFFER);
+    let delay = 0;
+    while (!this.#stopping) {
+      const socket = this.#socket ?? await this.#rebind();
+      if (socket === null) return; // stopping
       let bytes: Uint8Array;
       let from: Deno.NetAddr;
       try {
         const got = await socket.receive(buf);
         bytes = got[0];
         from = got[1] as Deno.NetAddr;
-        errors = 0;
+        delay = 0;
       } catch (err) {
         if (this.#stopping) return;
-        if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) {
-          log.warn("request socket closed: {err}", { err: String(err) });
-          return;
+        delay = nextBackoff(delay);
+        const where = `UDP ${this.#o.host}:${this.#port}`;
+        if (socketGone(err)) {
+          this.#note(
+            "socket-lost",
+            "warn",
+            () => `request socket ${where} is gone (${errText(err)}): re-binding`,
+          );
+          this.#forget(socket);
+        } else if (isResourceExhaustion(err)) {
+          this.#note(
+            "exhausted",
+            "warn",
+            () => `receive on ${where} failed: ${errText(err)}; backing off`,
+            "receive failures (out of descriptors or buffers)",
+          );
+        } else {
+          this.#note(
+            "receive",
+            "warn",
+            () => `receive on ${where} failed: ${errText(err)}; backing off`,
+            "receive failures",
+          );
         }
-        log.debug("receive error: {err}", { err: String(err) });
-        if (++errors > 1000) {
-          log.error("request socket keeps failing, TFTP stops: {err}", { err: String(err) });
-          return;
-        }
+        await backoff(delay, this.#abort.signal);
         continue;
       }
       try {
-        this.#onDatagram(socket, bytes, from);
+        this.#onDatagram(bytes, from);
       } catch (err) {
-        log.warn("request from {from} failed: {err}", {
-          from: `${from.hostname}:${from.port}`,
-          err: String(err),
-        });
+        this.#note(
+          "request",
+          "warn",
+          () => `request from ${from.hostname}:${from.port} failed: ${errText(err)}`,
+          "failed requests",
+        );
       }
     }
   }
 
-  #onDatagram(socket: Deno.DatagramConn, bytes: Uint8Array, from: Deno.NetAddr): void {
+  /** Drops a dead request socket so that the loop binds a new one. */
+  #forget(socket: Deno.DatagramConn): void {
+    if (this.#socket === socket) this.#socket = null;
+    try {
+      socket.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Binds the request address again, backing off, until it works (the socket) or `stop()` (null). */
+  async #rebind(): Promise<Deno.DatagramConn | null> {
+    const host = this.#o.host;
+    const port = this.#port;
+    let delay = 0;
+    while (!this.#stopping) {
+      try {
+        const socket = this.#listen({ transport: "udp", hostname: host, port });
+        this.#socket = socket;
+        this.#note("rebound", "info", () => `request socket UDP ${host}:${port} is back`);
+        return socket;
+      } catch (err) {
+        this.#note(
+          "rebind",
+          "warn",
+          () => `cannot re-bind UDP ${host}:${port} yet: ${errText(err)}; retrying`,
+          "failed re-binds",
+        );
+      }
+      delay = nextBackoff(delay);
+      await backoff(delay, this.#abort.signal);
+    }
+    return null;
+  }
+
+  #onDatagram(bytes: Uint8Array, from: Deno.NetAddr): void {
     const client = `${from.hostname}:${from.port}`;
     let packet;
     try {
       packet = decodePacket(bytes);
     } catch (err) {
       if (!(err instanceof TftpDecodeError)) throw err;
-      log.debug("{client}: malformed datagram ({len} bytes) dropped: {reason}", {
-        client,
-        len: bytes.length,
-        reason: err.message,
-      });
+      this.#note(
+        "malformed",
+        "debug",
+        () => `${client}: malformed datagram (${bytes.length} bytes) dropped: ${err.message}`,
+        "malformed datagrams dropped",
+      );
       return;
     }
     if (packet.op === "wrq") {
-      log.debug("{client}: write request for '{file}' refused", { client, file: packet.filename });
-      this.#reply(socket, from, ErrorCode.ACCESS_VIOLATION, "Write requests are not allowed");
+      this.#note(
+        "wrq",
+        "debug",
+        () => `${client}: write request for '${packet.filename}' refused`,
+        "write requests refused",
+      );
+      this.#reply(from, ErrorCode.ACCESS_VIOLATION, "Write requests are not allowed");
       return;
     }
     if (packet.op !== "rrq") {
-      log.debug("{client}: stray {packet} to the request port dropped", {
-        client,
-        packet: describePacket(packet),
-      });
+      this.#note(
+        "stray",
+        "debug",
+        () => `${client}: stray ${describePacket(packet)} to the request port dropped`,
+        "stray packets to the request port dropped",
+      );
       return;
     }
     if (this.#active.has(client)) {
-      log.debug("{client}: duplicate RRQ for '{file}' ignored (transfer running)", {
-        client,
-        file: packet.filename,
-      });
+      this.#note(
+        "duplicate",
+        "debug",
+        () => `${client}: duplicate RRQ for '${packet.filename}' ignored (transfer running)`,
+        "duplicate RRQs ignored",
+      );
       return;
     }
     const mode = packet.mode.toLowerCase();
     if (mode !== "octet" && mode !== "netascii") {
-      log.debug("{client}: mode '{mode}' refused", { client, mode: packet.mode });
-      this.#reply(socket, from, ErrorCode.ILLEGAL_OPERATION, `Unsupported mode '${packet.mode}'`);
+      this.#note(
+        "mode",
+        "debug",
+        () => `${client}: mode '${packet.mode}' refused`,
+        "RRQs with a bad mode refused",
+      );
+      this.#reply(from, ErrorCode.ILLEGAL_OPERATION, `Unsupported mode '${packet.mode}'`);
       return;
     }
-    if (this.#active.size >= (this.#o.maxTransfers ?? 1000)) {
-      log.warn("{client}: '{file}' refused: too many transfers", { client, file: packet.filename });
-      this.#reply(socket, from, ErrorCode.NOT_DEFINED, "Server busy, try again");
+    const max = this.#o.maxTransfers ?? 1000;
+    if (this.#active.size >= max) {
+      this.#note(
+        "busy",
+        "warn",
+        () => `${client}: '${packet.filename}' refused: too many transfers (${max} running)`,
+        "RRQs refused (too many transfers)",
+      );
+      this.#reply(from, ErrorCode.NOT_DEFINED, "Server busy, try again");
       return;
     }
     log.trace("{client} <- {packet}", { client, packet: describePacket(packet) });
     this.#active.set(client, null);
-    const task = this.#startTransfer(socket, packet, from, client, mode === "netascii")
+    const task = this.#startTransfer(packet, from, client, mode === "netascii")
       .catch((err) =>
-        log.warn("{client}: '{file}' failed: {err}", { client, file: packet.filename, err: String(err) })
+        this.#note(
+          "failed",
+          "warn",
+          () => `${client}: '${packet.filename}' failed: ${errText(err)}`,
+          "transfers failed to start",
+        )
       )
       .finally(() => {
         this.#active.delete(client);
@@ -250,7 +393,6 @@ export class TftpServer implements Service {
   }
 
   async #startTransfer(
-    socket: Deno.DatagramConn,
     request: RequestPacket,
     from: Deno.NetAddr,
     client: string,
@@ -271,7 +413,7 @@ export class TftpServer implements Service {
       const props = { client, file: request.filename, reason: err.message };
       if (routine || err.code !== "not-found") log.debug(line, props);
       else log.info(line, props);
-      this.#reply(socket, from, code, text);
+      this.#reply(from, code, text);
       return;
     }
     if (this.#stopping) return;
@@ -279,17 +421,27 @@ export class TftpServer implements Service {
     try {
       source = await this.#openSource(file, netascii);
     } catch (err) {
-      log.warn("{client}: cannot read '{file}': {err}", { client, file: file.name, err: String(err) });
-      this.#reply(socket, from, ErrorCode.NOT_DEFINED, "Cannot read file");
+      this.#note(
+        "read",
+        "warn",
+        () => `${client}: cannot read '${file.name}': ${errText(err)}`,
+        "RRQs refused (cannot read the file)",
+      );
+      this.#reply(from, ErrorCode.NOT_DEFINED, "Cannot read file");
       return;
     }
     let transferSocket: Deno.DatagramConn;
     try {
-      transferSocket = Deno.listenDatagram({ transport: "udp", hostname: this.#o.host, port: 0 });
+      transferSocket = this.#listen({ transport: "udp", hostname: this.#o.host, port: 0 });
     } catch (err) {
       source.close();
-      log.warn("{client}: no socket for the transfer: {err}", { client, err: String(err) });
-      this.#reply(socket, from, ErrorCode.NOT_DEFINED, "Server out of sockets");
+      this.#note(
+        "no-socket",
+        "warn",
+        () => `${client}: no socket for the transfer: ${errText(err)}`,
+        "RRQs refused (no socket for the transfer)",
+      );
+      this.#reply(from, ErrorCode.NOT_DEFINED, "Server out of sockets");
       return;
     }
     if (this.#stopping) {
@@ -334,15 +486,17 @@ export class TftpServer implements Service {
   }
 
   /** Sends an ERROR from the request socket; failures are logged, never thrown. */
-  #reply(socket: Deno.DatagramConn, to: Deno.NetAddr, code: number, message: string): void {
-    if (this.#stopping) return;
+  #reply(to: Deno.NetAddr, code: number, message: string): void {
+    const socket = this.#socket;
+    if (this.#stopping || socket === null) return;
     const task = socket.send(encodePacket({ op: "error", code, message }), to)
       .then(() => {}, (err) =>
-        log.debug("ERROR {code} to {to} not sent: {err}", {
-          code,
-          to: `${to.hostname}:${to.port}`,
-          err: String(err),
-        }))
+        this.#note(
+          "reply",
+          "debug",
+          () => `ERROR ${code} to ${to.hostname}:${to.port} not sent: ${errText(err)}`,
+          "ERROR replies not sent",
+        ))
       .finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
   }
@@ -358,5 +512,6 @@ export const createTftpService: ServiceFactory = (ctx) => {
     events: ctx.events,
     maxBlksize: ctx.config.TFTP_MAX_BLKSIZE,
     maxWindowsize: ctx.config.TFTP_MAX_WINDOWSIZE,
+    maxTransfers: ctx.caps?.tftp,
   });
 };
