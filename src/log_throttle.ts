@@ -13,6 +13,7 @@ export type ThrottledLevel = "debug" | "info" | "warn" | "error";
 interface KindState {
   readonly level: ThrottledLevel;
   readonly label: string;
+  logged: number;
   suppressed: number;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
@@ -38,25 +39,30 @@ export class LogThrottle {
   }
 
   /**
-   * Logs `message` at `level` if no `kind` event was logged in the current window, else counts it.
-   * `label` names the kind in the summary line (default: `kind`).
+   * Logs `message` at `level` unless `allowance` events of `kind` (default 1) were already logged in the
+   * current window; then it is only counted. `label` names the kind in the summary (default: `kind`).
    */
-  note(kind: string, level: ThrottledLevel, message: string | (() => string), label?: string): void {
-    const state = this.#kinds.get(kind);
-    if (state !== undefined) {
-      state.suppressed++;
-      if (state.timer === undefined) {
-        state.timer = setTimeout(() => this.#summarise(kind), this.#windowMs);
-        Deno.unrefTimer(state.timer as unknown as number);
-      }
-      return;
+  note(
+    kind: string,
+    level: ThrottledLevel,
+    message: string | (() => string),
+    label?: string,
+    allowance = 1,
+  ): void {
+    let state = this.#kinds.get(kind);
+    if (state === undefined) {
+      state = { level, label: label ?? kind, logged: 0, suppressed: 0, timer: undefined };
+      // the window starts with its first event
+      state.timer = setTimeout(() => this.#summarise(kind), this.#windowMs);
+      Deno.unrefTimer(state.timer as unknown as number);
+      this.#kinds.set(kind, state);
     }
-    this.#log[level](typeof message === "string" ? message : message());
-    const fresh: KindState = { level, label: label ?? kind, suppressed: 0, timer: undefined };
-    // the window starts now: a second event schedules its end
-    fresh.timer = setTimeout(() => this.#summarise(kind), this.#windowMs);
-    Deno.unrefTimer(fresh.timer as unknown as number);
-    this.#kinds.set(kind, fresh);
+    if (state.logged < allowance) {
+      state.logged++;
+      this.#log[level](typeof message === "string" ? message : message());
+    } else {
+      state.suppressed++;
+    }
   }
 
   /** Events of `kind` counted but not yet reported. */

@@ -178,37 +178,59 @@ export function guardProcess(): () => void {
   };
 }
 
+/** Boot-step lines of one service logged per 10 s before the rest are summarised (a flood). */
+export const BOOT_LINES_PER_WINDOW = 300;
+
 /** Subscribes the per-boot INFO lines (one per DHCP answer and per finished transfer) to `events`. */
 export function logBootEvents(events: BootEvents): () => void {
-  return events.subscribe((event) => {
+  // a flood (10,000 MACs DISCOVERing) must not become 10,000 lines: past BOOT_LINES_PER_WINDOW lines of
+  // one service in 10 s the rest are counted into one summary line
+  const throttles = new Map<string, LogThrottle>();
+  const line = (service: string, level: "debug" | "info" | "warn", text: string) => {
+    let throttle = throttles.get(service);
+    if (throttle === undefined) {
+      throttle = new LogThrottle({ log: getLogger(["pypxe", service]) });
+      throttles.set(service, throttle);
+    }
+    throttle.note(`boot ${level}`, level, text, "boot lines (flood)", BOOT_LINES_PER_WINDOW);
+  };
+  const unsubscribe = events.subscribe((event) => {
     switch (event.kind) {
       case "dhcp": {
-        const log = getLogger(["pypxe", "dhcp"]);
         const client = event.client ? ` (${event.client})` : "";
         const what = [event.ip, event.bootFile].filter((x) => x !== undefined).join(" ");
         const reason = event.reason ? ` [${event.reason}]` : "";
-        log.info(
+        line(
+          "dhcp",
+          "info",
           `${event.mac} ${event.received}${client} -> ${event.sent}${what ? " " + what : ""}${reason}`,
         );
         break;
       }
       case "transfer-end": {
         if (event.service === "http") break; // the HTTP server logs each request itself, with its status
-        const log = getLogger(["pypxe", event.service]);
         const mb = event.bytes / 1e6;
         const secs = event.ms / 1000;
         const size = mb >= 0.1 ? `${mb.toFixed(1)} MB` : `${event.bytes} bytes`;
         const rate = secs > 0 ? ` (${(mb / secs).toFixed(1)} MB/s)` : "";
         if (event.outcome === "ok") {
-          log.info(`${event.client} ${event.file} ${size} in ${secs.toFixed(2)} s${rate}`);
+          line(event.service, "info", `${event.client} ${event.file} ${size} in ${secs.toFixed(2)} s${rate}`);
         } else if (event.outcome.startsWith("client error")) {
           // firmware aborts on purpose (OVMF reads tsize, sends ERROR 8, then asks again)
-          log.debug(`${event.client} ${event.file} ended by the client after ${size}: ${event.outcome}`);
+          line(
+            event.service,
+            "debug",
+            `${event.client} ${event.file} ended by the client after ${size}: ${event.outcome}`,
+          );
         } else {
-          log.warn(`${event.client} ${event.file} failed after ${size}: ${event.outcome}`);
+          line(event.service, "warn", `${event.client} ${event.file} failed after ${size}: ${event.outcome}`);
         }
         break;
       }
     }
   });
+  return () => {
+    unsubscribe();
+    for (const throttle of throttles.values()) throttle.close();
+  };
 }

@@ -3,6 +3,8 @@ import { getLogger } from "@logtape/logtape";
 import { connectionCaps, describeCaps, isResourceExhaustion, parseOpenFileLimit } from "../../src/limits.ts";
 import { LogThrottle } from "../../src/log_throttle.ts";
 import { setupLogging, teardownLogging } from "../../src/log.ts";
+import { BootEvents } from "../../src/events.ts";
+import { BOOT_LINES_PER_WINDOW, logBootEvents } from "../../src/server.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -98,4 +100,26 @@ Deno.test("process guard: an uncaught rejection or exception is logged, the proc
   equal(stdout.trim(), "alive");
   match(stderr, /ERROR main {2}uncaught \(kept running\): Error: Http: Too many open files/);
   match(stderr, /ERROR main {2}uncaught \(kept running\): Error: thrown from a timer/);
+});
+
+Deno.test("boot lines: a DISCOVER flood is cut to BOOT_LINES_PER_WINDOW lines and one summary", async () => {
+  const lines: string[] = [];
+  await setupLogging({ write: (line) => lines.push(line) });
+  try {
+    const events = new BootEvents();
+    const stop = logBootEvents(events);
+    for (let i = 0; i < 10_000; i++) {
+      const mac = `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${
+        (i & 255).toString(16).padStart(2, "0")
+      }`;
+      events.emit({ kind: "dhcp", mac, received: "DISCOVER", sent: "OFFER", ip: "192.168.2.100" });
+    }
+    equal(lines.length, BOOT_LINES_PER_WINDOW);
+    match(lines[0], /INFO {2}dhcp {2}02:00:00:00:00:00 DISCOVER -> OFFER 192\.168\.2\.100$/);
+    stop(); // flushes the count
+    equal(lines.length, BOOT_LINES_PER_WINDOW + 1);
+    match(lines.at(-1)!, /boot lines \(flood\): 9,700 more in the last 10 s$/);
+  } finally {
+    await teardownLogging();
+  }
 });
