@@ -21,6 +21,7 @@ import { BootEvents } from "./events.ts";
 import { type ConnectionCaps, connectionCaps, describeCaps, openFileLimit } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs, piSizeWarnings } from "./netboot/fs.ts";
+import { BootFiles } from "./netboot/files.ts";
 import {
   guardProcess,
   logBootEvents,
@@ -162,7 +163,12 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
       http: config.HTTP_MAX_CONNECTIONS,
       nbd: config.NBD_MAX_CONNECTIONS,
     });
-    const ctx: ServiceContext = { config, netboot, events, staticLeases, status, caps };
+    const files = new BootFiles({
+      netboot,
+      httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
+      advertiseHost: advertisedHost(config),
+    });
+    const ctx: ServiceContext = { config, netboot, files, events, staticLeases, status, caps };
     const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
     const group = new ServiceGroup(services);
     try {
@@ -237,6 +243,12 @@ async function applyAuto(
     );
   }
   return { flags: merged, notes };
+}
+
+/** The server address generated menus name when a client's subnet has no local interface. */
+function advertisedHost(config: PxeConfig): string {
+  const bound = config.HTTP_SERVER_IP;
+  return bound !== "0.0.0.0" ? bound : config.DHCP_FILESERVER || config.DHCP_SERVER_IP;
 }
 
 function isTerminal(stream: { isTerminal(): boolean }): boolean {

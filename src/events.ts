@@ -3,6 +3,7 @@
  * status view and /metrics subscribe to this one stream.
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 
 /** The service an event came from. */
 export type ServiceName = "dhcp" | "tftp" | "http" | "nbd";
@@ -98,7 +99,9 @@ export class BootEvents {
       try {
         listener(event);
       } catch (err) {
-        console.error(`pypxe: event listener failed: ${err instanceof Error ? err.message : err}`);
+        getLogger(["pypxe", "main"]).error("event listener failed: {err}", {
+          err: err instanceof Error ? err.message : String(err),
+        });
       }
     }
   }

@@ -10,6 +10,7 @@ import type { BootEvents } from "./events.ts";
 import type { ConnectionCaps } from "./limits.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
+import type { BootFiles } from "./netboot/files.ts";
 import type { StaticLeases } from "./static_leases.ts";
 import type { StatusBoard } from "./status.ts";
 
@@ -31,6 +32,8 @@ export interface Service {
 export interface ServiceContext {
   readonly config: PxeConfig;
   readonly netboot: NetbootFs;
+  /** What TFTP and HTTP serve: the tree, generated menus and the file cache (see `netboot/files.ts`). */
+  readonly files?: BootFiles;
   readonly events: BootEvents;
   readonly staticLeases: StaticLeases;
   /** The live status model, served by the HTTP service at /status, /status.json and /metrics. */

@@ -29,7 +29,7 @@ if (Deno.args[0] === "--serve") {
 /** Subprocess mode: serve `dir` on 127.0.0.1:`port` until stdin closes or SIGTERM. */
 async function serve(dir: string, port: number): Promise<void> {
   const netboot = await NetbootFs.open({ overlay: dir, embedded: dir });
-  const server = new HttpServer({ host: "127.0.0.1", port, netboot, menus: false });
+  const server = new HttpServer({ host: "127.0.0.1", port, netboot, menus: false, requestLog: false });
   await server.start();
   console.log("ready");
   await new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", resolve));

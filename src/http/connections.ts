@@ -589,8 +589,12 @@ export class HttpConnections {
     if (!keep) headers.push(["connection", "close"]);
     else if (req.minor === 0) headers.push(["connection", "keep-alive"]);
     const headBytes = encodeResponseHead(status, headers);
-    const send = noBody || req.method === "HEAD" || body === null || body.length === 0;
-    return this.#write(c, send ? headBytes : concat(headBytes, body));
+    if (noBody || req.method === "HEAD" || body === null || body.length === 0) {
+      return this.#write(c, headBytes);
+    }
+    // one write for small bodies; big ones are not copied just to save a write
+    if (body.length <= INLINE_BODY_MAX) return this.#write(c, concat(headBytes, body));
+    return this.#write(c, headBytes).then((ok) => ok && this.#write(c, body));
   }
 
   /** Streams a body; a stream error or a short/long body ends the connection (the client sees it cut). */

@@ -1,7 +1,7 @@
 /**
- * The HTTP file server: GET/HEAD of the netboot tree with Range, conditional requests, a small-file
- * cache, 1 MiB pull streams for big files, and generated iPXE menus at `/boot.http.ipxe` and
- * `/boot.ipxe`.
+ * The HTTP file server: GET/HEAD of the netboot tree with Range and conditional requests, read through
+ * the netboot layer's {@linkcode BootFiles} (the same lookups, generated menus and in-memory small files
+ * TFTP uses), small files answered from memory, 1 MiB pull streams for big ones.
  *
  * Connections are accepted and timed by `connections.ts` (not Deno.serve, which has no connection cap,
  * no header or keep-alive timeout, and ends the process when accept() hits EMFILE): a cap on open
@@ -10,10 +10,11 @@
  * downloads finish for `stopGraceMs`, then closes every connection.
  * @module
  */
-import { getConfig, getLogger } from "@logtape/logtape";
+import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
 import { NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
+import { BootFiles } from "../netboot/files.ts";
 import { isResourceExhaustion } from "../limits.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import type { Service, ServiceFactory } from "../server.ts";
@@ -24,41 +25,10 @@ import {
   type Reply,
   type ServeInfo,
 } from "./connections.ts";
-import { ipxeMenu, type IsoImage, MENU_FILE_NAME, MenuFileError, parseMenuFile } from "./ipxe.ts";
 import { contentTypeFor, entityTag, ifRangeHolds, notModified, parseRange, requestPath } from "./range.ts";
 import { fileRangeStream } from "./stream.ts";
 
 const log = getLogger(["pypxe", "http"]);
-const LOG_CATEGORY = ["pypxe", "http"];
-let logConfigSeen: ReturnType<typeof getConfig> | undefined;
-let requestLogOn = false;
-
-/**
- * True when an INFO record of `pypxe.http` reaches a sink under the current LogTape configuration.
- * LogTape builds and dispatches a record even when no sink listens, which costs about a third of the
- * small-file request rate, so the per-request line is skipped when nobody would see it.
- */
-function requestLogEnabled(): boolean {
-  const config = getConfig();
-  if (config === logConfigSeen) return requestLogOn;
-  logConfigSeen = config;
-  requestLogOn = false;
-  if (config === null) return false;
-  let sinks = 0;
-  for (const logger of config.loggers) {
-    const category = typeof logger.category === "string" ? [logger.category] : logger.category;
-    if (!category.every((part, i) => LOG_CATEGORY[i] === part)) continue;
-    const level = logger.lowestLevel ?? "trace";
-    if (level !== "trace" && level !== "debug" && level !== "info") return false;
-    sinks += logger.sinks?.length ?? 0;
-  }
-  requestLogOn = sinks > 0;
-  return requestLogOn;
-}
-
-/** Names answered with a generated iPXE menu unless the overlay holds a file of that name. */
-export const MENU_NAMES: readonly string[] = ["boot.http.ipxe", "boot.ipxe"];
-
 /** Options of {@linkcode HttpServer}. */
 export interface HttpServerOptions {
   /** Address to bind, e.g. `0.0.0.0` or `127.0.0.1`. */
@@ -66,19 +36,23 @@ export interface HttpServerOptions {
   /** Port to bind; 0 picks a free one (see {@linkcode HttpServer.port}). */
   port: number;
   netboot: NetbootFs;
+  /**
+   * The served view of the tree (lookups, generated menus, small files in memory), shared with TFTP.
+   * Default: one made from `netboot`, with generated iPXE menus on this server's port unless `menus`
+   * is false.
+   */
+  files?: BootFiles;
   events?: BootEvents;
-  /** Address put into generated menus when a request carries no Host header. */
+  /** Address put into generated menus when no local interface shares the client's subnet. */
   advertiseHost?: string;
   /** Cut off a response whose client has not read for this long (ms); default 60 s, 0 disables. */
   stallTimeoutMs?: number;
-  /** Files up to this size are kept in memory; default 1 MiB. */
-  cacheFileMax?: number;
-  /** Total bytes of cached file bodies; default 64 MiB. */
-  cacheTotalMax?: number;
-  /** Cached files are re-checked (path, size, mtime) after this many ms; default 1000. */
-  revalidateMs?: number;
-  /** Serve generated iPXE menus; default true. */
+  /** Serve generated iPXE menus (only when `files` is not given); default true. */
   menus?: boolean;
+  /** Without `files`: a lookup is reused for this long (ms); default 1000. */
+  revalidateMs?: number;
+  /** One log line per request (INFO; DEBUG for 206); default true. Benchmarks turn it off. */
+  requestLog?: boolean;
   /** On stop, running downloads may finish for this long (ms) before they are cut; default 2000. */
   stopGraceMs?: number;
   /** Extra routes tried before the file tree (the status pages); null means "not mine". */
@@ -93,25 +67,42 @@ export interface HttpServerOptions {
   listen?: (opts: Deno.TcpListenOptions & { transport?: "tcp" }) => Deno.Listener;
 }
 
-interface CacheEntry {
-  /** The request name it is cached under. */
-  readonly key: string;
-  readonly file: NetbootFile;
+/** What a response needs to know about a file, derived once per looked-up file object. */
+interface FileMeta {
   readonly etag: string;
   readonly lastModified: string | null;
   readonly contentType: string;
-  /** The whole file when it is small enough to cache. */
-  readonly body: Uint8Array<ArrayBuffer> | null;
-  /** Response fields of a full 200 answer, built once (the length comes from the body). */
+  /** Fields of a full 200 answer (the length comes from the body). */
   readonly fullHeaders: [string, string][];
-  checkedAt: number;
 }
 
-interface MenuInputs {
-  readonly isos: IsoImage[];
-  readonly memdisk: string | null;
-  readonly menuText: string | null;
-  readonly at: number;
+/** A file about to be served: its lookup, derived fields and, when in memory, its bytes. */
+interface Served {
+  /** The name it was asked for (forgotten when the file vanished meanwhile). */
+  readonly name: string;
+  readonly file: NetbootFile;
+  readonly meta: FileMeta;
+  readonly body: Uint8Array | null;
+}
+
+const metaOf = new WeakMap<NetbootFile, FileMeta>();
+
+/** The derived response fields of `file` (computed once per file object). */
+function fileMeta(file: NetbootFile): FileMeta {
+  let meta = metaOf.get(file);
+  if (meta === undefined) {
+    const etag = entityTag(file.size, file.mtime);
+    const lastModified = file.mtime === null ? null : file.mtime.toUTCString();
+    const contentType = contentTypeFor(file.name);
+    const fullHeaders: [string, string][] = [["content-type", contentType], ["accept-ranges", "bytes"], [
+      "etag",
+      etag,
+    ]];
+    if (lastModified !== null) fullHeaders.push(["last-modified", lastModified]);
+    meta = { etag, lastModified, contentType, fullHeaders };
+    metaOf.set(file, meta);
+  }
+  return meta;
 }
 
 /** A finished request, for the INFO line and the boot events. */
@@ -146,17 +137,21 @@ const TEXT = new TextEncoder();
 /** The netboot tree over HTTP. */
 export class HttpServer implements Service {
   readonly name = "http";
-  readonly #opts: Required<Omit<HttpServerOptions, "events" | "advertiseHost" | "routes" | "listen">> & {
-    events?: BootEvents;
-    advertiseHost?: string;
-    routes?: HttpServerOptions["routes"];
-    listen?: HttpServerOptions["listen"];
-  };
+  readonly #opts:
+    & Required<
+      Omit<HttpServerOptions, "events" | "advertiseHost" | "routes" | "listen" | "files" | "revalidateMs">
+    >
+    & {
+      events?: BootEvents;
+      advertiseHost?: string;
+      routes?: HttpServerOptions["routes"];
+      listen?: HttpServerOptions["listen"];
+    };
+  readonly #files: BootFiles;
+  /** True when this server made `#files` itself (it then sets the menus' port once bound). */
+  readonly #ownFiles: boolean;
   #server: HttpConnections | null = null;
   #throttle: LogThrottle | null = null;
-  #cache = new Map<string, CacheEntry>();
-  #cacheBytes = 0;
-  #menuInputs: MenuInputs | null = null;
   /** Aborted when stop() gives up on running downloads: ends their streams. */
   #stopping = new AbortController();
   #closing = false;
@@ -165,16 +160,20 @@ export class HttpServer implements Service {
   constructor(opts: HttpServerOptions) {
     this.#opts = {
       stallTimeoutMs: 60_000,
-      cacheFileMax: 1 << 20,
-      cacheTotalMax: 64 << 20,
-      revalidateMs: 1000,
       menus: true,
+      requestLog: true,
       stopGraceMs: 2000,
       maxConnections: 1024,
       headerTimeoutMs: 30_000,
       idleTimeoutMs: 60_000,
       ...opts,
     };
+    this.#ownFiles = opts.files === undefined;
+    this.#files = opts.files ?? new BootFiles({
+      netboot: opts.netboot,
+      advertiseHost: opts.advertiseHost,
+      revalidateMs: opts.revalidateMs,
+    });
   }
 
   /** The bound port (the real one when 0 was asked for). */
@@ -219,6 +218,7 @@ export class HttpServer implements Service {
     }
     this.#server = server;
     this.#throttle = throttle;
+    if (this.#ownFiles && this.#opts.menus) this.#files.httpPort = server.port;
     return Promise.resolve();
   }
 
@@ -231,8 +231,6 @@ export class HttpServer implements Service {
     await server.stop(this.#opts.stopGraceMs, () => this.#stopping.abort());
     this.#throttle?.close();
     this.#throttle = null;
-    this.#cache.clear();
-    this.#cacheBytes = 0;
   }
 
   /** The listening endpoint for the banner. */
@@ -240,11 +238,9 @@ export class HttpServer implements Service {
     return [`TCP ${this.#opts.host}:${this.port}`];
   }
 
-  /** Drops cached files and menu inputs (SIGHUP). */
+  /** Drops remembered lookups and menu inputs (SIGHUP). */
   reload(): Promise<void> {
-    this.#cache.clear();
-    this.#cacheBytes = 0;
-    this.#menuInputs = null;
+    this.#files.reload();
     return Promise.resolve();
   }
 
@@ -255,7 +251,7 @@ export class HttpServer implements Service {
     let client: string | undefined;
     const who = () => client ??= `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
     const done = (o: Outcome) => {
-      if (!requestLogEnabled()) return;
+      if (!this.#opts.requestLog) return;
       const secs = ((performance.now() - started) / 1000).toFixed(3);
       // partial content (sanboot reads an ISO in thousands of small ranges) is detail, not a boot step
       log[o.status === 206 ? "debug" : "info"]("{client} {path} {status} {bytes} {secs}s", () => ({
@@ -271,12 +267,15 @@ export class HttpServer implements Service {
       if (routed !== null) return routed;
       // fast path: a small file already in memory and recently checked is answered without awaiting
       if (path !== null && (req.method === "GET" || req.method === "HEAD")) {
-        const entry = this.#cache.get(path.charCodeAt(1) === 47 ? path.replace(/^\/+/, "") : path.slice(1));
-        if (
-          entry !== undefined && entry.body !== null &&
-          performance.now() - entry.checkedAt < this.#opts.revalidateMs
-        ) {
-          return this.#serveEntry(req, info, entry, done);
+        const name = path.charCodeAt(1) === 47 ? path.replace(/^\/+/, "") : path.slice(1);
+        const hit = this.#files.peek(name);
+        if (hit !== null) {
+          return this.#serveEntry(req, info, {
+            name,
+            file: hit.file,
+            meta: fileMeta(hit.file),
+            body: hit.bytes,
+          }, done);
         }
       }
       who();
@@ -308,38 +307,28 @@ export class HttpServer implements Service {
     const name = path.replace(/^\/+/, "");
     if (name === "") return fail(404, "no index: ask for a file by name");
 
-    if (this.#opts.menus && MENU_NAMES.includes(name.toLowerCase())) {
-      const menu = await this.#menu(req, name);
-      if (menu !== null) {
-        const body = new TextEncoder().encode(menu);
-        done({ status: 200, bytes: isHead ? 0 : body.length, outcome: "ok" });
-        return rawResponse(200, [
-          ["content-type", "text/plain; charset=utf-8"],
-          ["cache-control", "no-store"],
-        ], body);
-      }
-    }
-
-    let entry: CacheEntry;
+    let served: Served;
     try {
-      entry = await this.#lookup(name);
+      const file = await this.#files.resolve(name, info.remoteAddr.hostname);
+      served = { name, file, meta: fileMeta(file), body: await this.#files.bytes(file) };
     } catch (err) {
       if (!(err instanceof NetbootError)) throw err;
       if (err.code === "forbidden") return fail(403, "access denied");
       return fail(404, err.code === "is-directory" ? "is a directory" : "no such file");
     }
-    return await this.#serveEntry(req, info, entry, done);
+    return await this.#serveEntry(req, info, served, done);
   }
 
   /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or as a stream. */
   #serveEntry(
     req: IncomingRequest,
     info: ServeInfo,
-    entry: CacheEntry,
+    entry: Served,
     done: (o: Outcome) => void,
   ): Reply | Promise<Reply> {
     const isHead = req.method === "HEAD";
-    const { file, etag, lastModified } = entry;
+    const { file } = entry;
+    const { etag, lastModified } = entry.meta;
     const size = file.size;
     const reqHeaders = req.headers;
     const ifNoneMatch = reqHeaders.get("if-none-match");
@@ -354,13 +343,13 @@ export class HttpServer implements Service {
     const rangeHeader = isHead ? null : reqHeaders.get("range");
     if (rangeHeader === null && entry.body !== null) {
       done({ status: 200, bytes: isHead ? 0 : size, outcome: "ok" });
-      if (isHead) return rawResponse(200, entry.fullHeaders, entry.body);
+      if (isHead) return rawResponse(200, entry.meta.fullHeaders, entry.body);
       this.#emitSmall(info, file.name, size);
-      return rawResponse(200, entry.fullHeaders, entry.body);
+      return rawResponse(200, entry.meta.fullHeaders, entry.body);
     }
 
     const headers: Record<string, string> = {
-      "content-type": entry.contentType,
+      "content-type": entry.meta.contentType,
       "accept-ranges": "bytes",
       etag,
     };
@@ -408,7 +397,7 @@ export class HttpServer implements Service {
   async #sendFile(
     req: IncomingRequest,
     info: ServeInfo,
-    entry: CacheEntry,
+    entry: Served,
     answer: { status: number; headers: Record<string, string>; start: number; length: number },
     done: (o: Outcome) => void,
   ): Promise<Reply> {
@@ -457,7 +446,7 @@ export class HttpServer implements Service {
     try {
       fh = await Deno.open(file.path, { read: true });
     } catch (err) {
-      this.#forget(entry.key);
+      this.#files.forget(entry.name);
       if (err instanceof Deno.errors.NotFound) return fail(404, "no such file");
       if (isResourceExhaustion(err)) {
         this.#throttle?.note(
@@ -498,132 +487,6 @@ export class HttpServer implements Service {
     );
     return new Response(stream, { status, headers });
   }
-
-  /** Resolves `name` through the cache; small files come with their body. */
-  async #lookup(name: string): Promise<CacheEntry> {
-    const now = performance.now();
-    const cached = this.#cache.get(name);
-    if (cached !== undefined && now - cached.checkedAt < this.#opts.revalidateMs) return cached;
-    const file = await this.#opts.netboot.resolve(name);
-    if (
-      cached !== undefined && cached.file.path === file.path && cached.file.size === file.size &&
-      cached.file.mtime?.getTime() === file.mtime?.getTime()
-    ) {
-      cached.checkedAt = now;
-      return cached;
-    }
-    if (cached !== undefined) this.#forget(name);
-    let body: Uint8Array<ArrayBuffer> | null = null;
-    let current = file;
-    if (file.content !== undefined) body = file.content;
-    else if (file.size <= this.#opts.cacheFileMax) {
-      body = await Deno.readFile(file.path);
-      if (body.length !== file.size) {
-        // changed between stat and read: describe what was read, re-checked on the next request
-        current = { ...file, size: body.length, mtime: new Date(0) };
-      }
-    }
-    const etag = entityTag(current.size, current.mtime);
-    const lastModified = current.mtime === null ? null : current.mtime.toUTCString();
-    const contentType = contentTypeFor(current.name);
-    const fullHeaders: [string, string][] = [
-      ["content-type", contentType],
-      ["accept-ranges", "bytes"],
-      ["etag", etag],
-      ...(lastModified === null ? [] : [["last-modified", lastModified] as [string, string]]),
-    ];
-    const entry: CacheEntry = {
-      key: name,
-      file: current,
-      etag,
-      lastModified,
-      contentType,
-      fullHeaders,
-      body,
-      checkedAt: body !== null && body.length !== file.size ? -Infinity : now,
-    };
-    this.#remember(name, entry);
-    return entry;
-  }
-
-  #remember(name: string, entry: CacheEntry): void {
-    const bytes = entry.body?.length ?? 0;
-    if (bytes > this.#opts.cacheTotalMax) return;
-    while (this.#cacheBytes + bytes > this.#opts.cacheTotalMax || this.#cache.size >= 10_000) {
-      const oldest = this.#cache.keys().next();
-      if (oldest.done) break;
-      this.#forget(oldest.value);
-    }
-    this.#cache.set(name, entry);
-    this.#cacheBytes += bytes;
-  }
-
-  #forget(name: string): void {
-    const entry = this.#cache.get(name);
-    if (entry === undefined) return;
-    this.#cache.delete(name);
-    this.#cacheBytes -= entry.body?.length ?? 0;
-  }
-
-  /** The generated menu for `name`, or null when the overlay has its own file of that name. */
-  async #menu(req: IncomingRequest, name: string): Promise<string | null> {
-    try {
-      const user = await this.#opts.netboot.resolve(name);
-      if (user.layer === "overlay") return null;
-    } catch (err) {
-      if (!(err instanceof NetbootError)) throw err;
-    }
-    const inputs = await this.#gatherMenuInputs();
-    const { host, port } = this.#hostOf(req);
-    let entries: ReturnType<typeof parseMenuFile> | null = null;
-    let notice: string | undefined;
-    if (inputs.menuText !== null) {
-      try {
-        entries = parseMenuFile(inputs.menuText);
-      } catch (err) {
-        if (!(err instanceof MenuFileError)) throw err;
-        notice = err.message;
-        log.warn("{message}", { message: err.message });
-      }
-    }
-    return ipxeMenu({
-      serverIp: host,
-      httpPort: port,
-      isos: inputs.isos,
-      memdisk: inputs.memdisk,
-      entries: entries?.entries ?? [],
-      transport: "http",
-      title: entries?.title,
-      timeout: entries?.timeout,
-      default: entries?.default,
-      notice,
-    });
-  }
-
-  /** The ISO list, memdisk and menu file, re-read at most every 2 s. */
-  async #gatherMenuInputs(): Promise<MenuInputs> {
-    const now = performance.now();
-    if (this.#menuInputs !== null && now - this.#menuInputs.at < 2000) return this.#menuInputs;
-    const files = await this.#opts.netboot.list();
-    const isos = files.filter((f) => f.name.toLowerCase().endsWith(".iso"))
-      .map((f) => ({ name: f.name, size: f.size }));
-    const memdisk = files.find((f) => f.name === "memdisk" || f.name.endsWith("/memdisk"))?.name ?? null;
-    let menuText: string | null = null;
-    const menuFile = files.find((f) => f.name === MENU_FILE_NAME);
-    if (menuFile !== undefined) menuText = await Deno.readTextFile(menuFile.path);
-    this.#menuInputs = { isos, memdisk, menuText, at: now };
-    return this.#menuInputs;
-  }
-
-  /** The host and port the client used (Host header), else the advertised address and bound port. */
-  #hostOf(req: IncomingRequest): { host: string; port: number } {
-    const header = req.headers.get("host");
-    const m = header === null ? null : /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(header);
-    if (m !== null) return { host: m[1], port: m[2] === undefined ? 80 : Number(m[2]) };
-    const bound = this.#opts.host;
-    const host = this.#opts.advertiseHost ?? (bound === "0.0.0.0" || bound === "::" ? "127.0.0.1" : bound);
-    return { host, port: this.port };
-  }
 }
 
 function lastModifiedHeader(lastModified: string | null): [string, string][] {
@@ -638,6 +501,7 @@ export const createHttpService: ServiceFactory = (ctx) => {
     host: bound,
     port: ctx.config.HTTP_PORT,
     netboot: ctx.netboot,
+    files: ctx.files,
     events: ctx.events,
     advertiseHost: bound !== "0.0.0.0" ? bound : ctx.config.DHCP_FILESERVER || ctx.config.DHCP_SERVER_IP,
     routes: ctx.status ? (req, path) => ctx.status!.route(req, path) : undefined,

@@ -7,8 +7,6 @@
  * @module
  */
 import { join, resolve as resolvePath, sep } from "node:path";
-import { MENU_FILE_NAME, MenuFileError, parseMenuFile } from "../http/ipxe.ts";
-import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
 
 /** Why a path could not be served. */
 export type NetbootErrorCode = "not-found" | "forbidden" | "is-directory";
@@ -34,15 +32,9 @@ export interface NetbootFile {
   readonly mtime: Date | null;
   /** Which layer the file came from; `generated` files have no path, only `content`. */
   readonly layer: "overlay" | "embedded" | "generated";
-  /** The bytes of a generated file (see {@linkcode GENERATED_FILES}). */
+  /** The bytes of a generated file (see `GENERATED_FILES` in `files.ts`). */
   readonly content?: Uint8Array<ArrayBuffer>;
 }
-
-/**
- * Files pypxe generates when the tree has none of that name (compared case-insensitively): GRUB's
- * `grub/grub.cfg`, built from `menu.json`.
- */
-export const GENERATED_FILES: readonly string[] = [GRUB_CONFIG_NAME];
 
 /** Where the embedded default tree lives: `netboot/` beside `src/` (also inside a compiled binary). */
 export const EMBEDDED_ROOT: string = resolvePath(import.meta.dirname ?? ".", "..", "..", "netboot");
@@ -201,39 +193,7 @@ export class NetbootFs {
         lastError = err;
       }
     }
-    const joined = segments.join("/").toLowerCase();
-    if (joined === GRUB_CONFIG_NAME) return await this.#generateGrubConfig();
     throw lastError ?? new NetbootError("not-found", name, "no such file");
-  }
-
-  /** `grub/grub.cfg` from the tree's `menu.json`; a broken menu file becomes a notice in the menu. */
-  async #generateGrubConfig(): Promise<NetbootFile> {
-    let menuFile: NetbootFile | null = null;
-    try {
-      menuFile = await this.resolve(MENU_FILE_NAME);
-    } catch (err) {
-      if (!(err instanceof NetbootError)) throw err;
-    }
-    let text: string;
-    if (menuFile === null) text = grubConfig({ menu: null });
-    else {
-      try {
-        text = grubConfig({ menu: parseMenuFile(await Deno.readTextFile(menuFile.path)) });
-      } catch (err) {
-        if (!(err instanceof MenuFileError) && !(err instanceof Deno.errors.NotFound)) throw err;
-        text = grubConfig({ menu: null, notice: err.message });
-      }
-    }
-    const content = new TextEncoder().encode(text);
-    return {
-      name: GRUB_CONFIG_NAME,
-      path: "",
-      size: content.length,
-      // tracks menu.json, so HTTP validators and caches see a change
-      mtime: menuFile?.mtime ?? new Date(0),
-      layer: "generated",
-      content,
-    };
   }
 
   private async resolveIn(

@@ -9,7 +9,7 @@
  * `$grub_cpu`, so one file serves every client. Pure: the caller reads `menu.json`.
  * @module
  */
-import type { MenuEntry, MenuFile } from "../http/ipxe.ts";
+import type { MenuEntry, MenuFile } from "./menu.ts";
 
 /** Where GRUB looks for its configuration in the netboot tree. */
 export const GRUB_CONFIG_NAME = "grub/grub.cfg";

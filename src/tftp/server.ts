@@ -25,7 +25,7 @@ import {
   piPrefixFallback,
 } from "../netboot/fs.ts";
 import type { Service, ServiceFactory } from "../server.ts";
-import { FileCache } from "./cache.ts";
+import { BootFiles } from "../netboot/files.ts";
 import { toNetascii } from "./netascii.ts";
 import {
   decodePacket,
@@ -50,6 +50,11 @@ export interface TftpServerOptions {
   /** Request port; 0 picks a free one (tests). */
   port: number;
   netboot: NetbootFs;
+  /**
+   * The served view of the tree (lookups, generated menus, small files in memory), shared with HTTP so
+   * a name reads the same over both; default: one made from `netboot` and the cache options below.
+   */
+  files?: BootFiles;
   events: BootEvents;
   /** Largest blksize granted; default 65464. */
   maxBlksize?: number;
@@ -61,9 +66,9 @@ export interface TftpServerOptions {
   maxRetries?: number;
   /** Transfers running at once; further requests get ERROR 0; default 1000. */
   maxTransfers?: number;
-  /** Files up to this size are kept in memory; default 4 MiB (0 disables the cache). */
+  /** Without `files`: files up to this size are kept in memory; default 4 MiB (0 disables it). */
   cacheFileBytes?: number;
-  /** Total bytes of the in-memory cache; default 32 MiB. */
+  /** Without `files`: total bytes kept in memory; default 64 MiB. */
   cacheTotalBytes?: number;
   /** Largest file served in netascii mode (converted in memory); default 16 MiB. */
   netasciiMaxBytes?: number;
@@ -100,7 +105,7 @@ function errText(err: unknown): string {
 export class TftpServer implements Service {
   readonly name = "tftp";
   readonly #o: TftpServerOptions;
-  readonly #cache: FileCache;
+  readonly #files: BootFiles;
   readonly #listen: ListenDatagram;
   /** The request socket; null while it is being re-bound. */
   #socket: Deno.DatagramConn | null = null;
@@ -119,9 +124,10 @@ export class TftpServer implements Service {
   constructor(opts: TftpServerOptions) {
     this.#o = opts;
     this.#listen = opts.listenDatagram ?? ((o) => Deno.listenDatagram(o));
-    this.#cache = new FileCache({
-      maxFileBytes: opts.cacheFileBytes ?? 4 * 1024 * 1024,
-      maxTotalBytes: opts.cacheTotalBytes ?? 32 * 1024 * 1024,
+    this.#files = opts.files ?? new BootFiles({
+      netboot: opts.netboot,
+      cacheFileMax: opts.cacheFileBytes,
+      cacheTotalMax: opts.cacheTotalBytes,
     });
   }
 
@@ -380,15 +386,15 @@ export class TftpServer implements Service {
    * Resolves a requested name; a Raspberry Pi's `<serial>/file` or `<MAC>/file` falls back to `file`
    * in the root when that directory does not exist.
    */
-  async #resolve(name: string): Promise<NetbootFile> {
+  async #resolve(name: string, clientIp: string): Promise<NetbootFile> {
     try {
-      return await this.#o.netboot.resolve(name);
+      return await this.#files.resolve(name, clientIp);
     } catch (err) {
       const fallback = err instanceof NetbootError && err.code === "not-found"
         ? piPrefixFallback(name)
         : null;
       if (fallback === null) throw err;
-      return await this.#o.netboot.resolve(fallback);
+      return await this.#files.resolve(fallback, clientIp);
     }
   }
 
@@ -400,7 +406,7 @@ export class TftpServer implements Service {
   ): Promise<void> {
     let file: NetbootFile;
     try {
-      file = await this.#resolve(request.filename);
+      file = await this.#resolve(request.filename, from.hostname);
     } catch (err) {
       if (!(err instanceof NetbootError)) throw err;
       const [code, text] = err.code === "forbidden"
@@ -475,13 +481,8 @@ export class TftpServer implements Service {
       if (file.size > limit) throw new Error(`netascii is limited to ${limit} bytes; ask for octet`);
       return memorySource(toNetascii(await Deno.readFile(file.path)));
     }
-    if (this.#cache.accepts(file)) {
-      const cached = this.#cache.get(file);
-      if (cached !== null) return memorySource(cached);
-      const bytes = await Deno.readFile(file.path);
-      this.#cache.put(file, bytes);
-      return memorySource(bytes);
-    }
+    const bytes = await this.#files.bytes(file);
+    if (bytes !== null) return memorySource(bytes);
     return fileSource(await Deno.open(file.path, { read: true }), file.size);
   }
 
@@ -509,6 +510,7 @@ export const createTftpService: ServiceFactory = (ctx) => {
     host: ctx.config.TFTP_SERVER_IP,
     port: ctx.config.TFTP_PORT,
     netboot: ctx.netboot,
+    files: ctx.files,
     events: ctx.events,
     maxBlksize: ctx.config.TFTP_MAX_BLKSIZE,
     maxWindowsize: ctx.config.TFTP_MAX_WINDOWSIZE,

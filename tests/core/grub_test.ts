@@ -8,10 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type MenuEntry, type MenuFile, MenuFileError, parseMenuFile } from "../../src/http/ipxe.ts";
+import { type MenuEntry, type MenuFile, MenuFileError, parseMenuFile } from "../../src/netboot/menu.ts";
+import { BootFiles, GENERATED_FILES } from "../../src/netboot/files.ts";
 import { GRUB_CONFIG_NAME, grubConfig, grubPath, grubQuote } from "../../src/netboot/grub.ts";
 import {
-  GENERATED_FILES,
   isRoutineMiss,
   NetbootError,
   NetbootFs,
@@ -637,15 +637,17 @@ async function trees(files: Record<string, string> = {}, embeddedFiles: Record<s
     }
   }
   const fs = await NetbootFs.open({ overlay, embedded });
-  return { base, overlay, embedded, fs, cleanup: () => Deno.remove(base, { recursive: true }) };
+  // what TFTP and HTTP serve: the tree plus the generated files; no reuse window, so edits show at once
+  const served = new BootFiles({ netboot: fs, revalidateMs: 0 });
+  return { base, overlay, embedded, fs, served, cleanup: () => Deno.remove(base, { recursive: true }) };
 }
 
 const decode = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
 
-Deno.test("NetbootFs: grub/grub.cfg is generated from the overlay's menu.json, under any spelling", async () => {
+Deno.test("BootFiles: grub/grub.cfg is generated from the overlay's menu.json, under any spelling", async () => {
   const t = await trees({ "menu.json": LAB_MENU, "debian/linux": "k" });
   try {
-    assert.deepEqual(GENERATED_FILES, [GRUB_CONFIG_NAME]);
+    assert.ok(GENERATED_FILES.includes(GRUB_CONFIG_NAME));
     assert.equal(GRUB_CONFIG_NAME, "grub/grub.cfg");
     const want = grubConfig({ menu: parseMenuFile(LAB_MENU) });
     for (
@@ -657,7 +659,7 @@ Deno.test("NetbootFs: grub/grub.cfg is generated from the overlay's menu.json, u
         "grub//./grub.cfg",
       ]
     ) {
-      const file = await t.fs.resolve(name);
+      const file = await t.served.resolve(name);
       assert.equal(file.layer, "generated", name);
       assert.equal(file.name, "grub/grub.cfg", name);
       assert.equal(file.path, "", name);
@@ -668,7 +670,7 @@ Deno.test("NetbootFs: grub/grub.cfg is generated from the overlay's menu.json, u
     // only that name is generated
     for (const name of ["grub.cfg", "grub/x86_64-efi/grub.cfg", "grub/grub.cfg.bak", "boot/grub/grub.cfg"]) {
       await assert.rejects(
-        () => t.fs.resolve(name),
+        () => t.served.resolve(name),
         (err: unknown) => err instanceof NetbootError && err.code === "not-found",
         name,
       );
@@ -680,10 +682,10 @@ Deno.test("NetbootFs: grub/grub.cfg is generated from the overlay's menu.json, u
   }
 });
 
-Deno.test("NetbootFs: without menu.json the generated menu is the default one, dated 1970", async () => {
+Deno.test("BootFiles: without menu.json the generated menu is the default one, dated 1970", async () => {
   const t = await trees({ "vmlinuz": "k" });
   try {
-    const file = await t.fs.resolve("grub/grub.cfg");
+    const file = await t.served.resolve("grub/grub.cfg");
     assert.equal(file.layer, "generated");
     assert.equal(decode(file.content), grubConfig({ menu: null }));
     assert.equal(file.mtime?.getTime(), 0);
@@ -692,11 +694,11 @@ Deno.test("NetbootFs: without menu.json the generated menu is the default one, d
   }
 });
 
-Deno.test("NetbootFs: menu.json from the embedded layer feeds the generated menu too", async () => {
+Deno.test("BootFiles: menu.json from the embedded layer feeds the generated menu too", async () => {
   const menu = JSON.stringify({ timeout: 4, entries: [{ id: "emb", label: "Embedded", kernel: "e/k" }] });
   const t = await trees({}, { "menu.json": menu });
   try {
-    const file = await t.fs.resolve("grub/grub.cfg");
+    const file = await t.served.resolve("grub/grub.cfg");
     assert.equal(file.layer, "generated");
     assert.equal(decode(file.content), grubConfig({ menu: parseMenuFile(menu) }));
     assert.match(decode(file.content), /--id 'emb'/);
@@ -705,12 +707,12 @@ Deno.test("NetbootFs: menu.json from the embedded layer feeds the generated menu
   }
 });
 
-Deno.test("NetbootFs: a user's grub/grub.cfg (overlay or embedded, any case) wins over the generated one", async () => {
+Deno.test("BootFiles: a user's grub/grub.cfg (overlay or embedded, any case) wins over the generated one", async () => {
   const mine = "set timeout=1\nmenuentry 'mine' {\n  linux /mine\n}\n";
   const t = await trees({ "menu.json": LAB_MENU, "grub/grub.cfg": mine });
   try {
     for (const name of ["grub/grub.cfg", "/GRUB/grub.cfg"]) {
-      const file = await t.fs.resolve(name);
+      const file = await t.served.resolve(name);
       assert.equal(file.layer, "overlay", name);
       assert.equal(file.content, undefined);
       assert.equal(await Deno.readTextFile(file.path), mine);
@@ -720,7 +722,7 @@ Deno.test("NetbootFs: a user's grub/grub.cfg (overlay or embedded, any case) win
   }
   const mixed = await trees({ "menu.json": LAB_MENU, "Grub/GRUB.cfg": mine });
   try {
-    const file = await mixed.fs.resolve("grub/grub.cfg");
+    const file = await mixed.served.resolve("grub/grub.cfg");
     assert.equal(file.layer, "overlay");
     assert.equal(await Deno.readTextFile(file.path), mine);
   } finally {
@@ -728,7 +730,7 @@ Deno.test("NetbootFs: a user's grub/grub.cfg (overlay or embedded, any case) win
   }
   const embedded = await trees({ "menu.json": LAB_MENU }, { "grub/grub.cfg": mine });
   try {
-    const file = await embedded.fs.resolve("grub/grub.cfg");
+    const file = await embedded.served.resolve("grub/grub.cfg");
     assert.equal(file.layer, "embedded");
     assert.equal(await Deno.readTextFile(file.path), mine);
   } finally {
@@ -736,7 +738,7 @@ Deno.test("NetbootFs: a user's grub/grub.cfg (overlay or embedded, any case) win
   }
 });
 
-Deno.test("NetbootFs: a broken menu.json gives the default menu with the error as NOTE/echo, valid GRUB", async () => {
+Deno.test("BootFiles: a broken menu.json gives the default menu with the error as NOTE/echo, valid GRUB", async () => {
   const broken: string[] = [
     "{ not json",
     JSON.stringify({ entries: [{ label: "no kernel" }] }),
@@ -759,7 +761,7 @@ Deno.test("NetbootFs: a broken menu.json gives the default menu with the error a
         assert.ok(err instanceof MenuFileError, String(err));
         message = err.message;
       }
-      const file = await t.fs.resolve("grub/grub.cfg");
+      const file = await t.served.resolve("grub/grub.cfg");
       assert.equal(file.layer, "generated");
       const cfg = decode(file.content);
       assert.equal(cfg, grubConfig({ menu: null, notice: message }), text);
@@ -774,23 +776,23 @@ Deno.test("NetbootFs: a broken menu.json gives the default menu with the error a
   }
 });
 
-Deno.test("NetbootFs: a menu.json directory is no menu (default config, no error)", async () => {
+Deno.test("BootFiles: a menu.json directory is no menu (default config, no error)", async () => {
   const t = await trees({ "menu.json/inner": "x" });
   try {
-    const file = await t.fs.resolve("grub/grub.cfg");
+    const file = await t.served.resolve("grub/grub.cfg");
     assert.equal(decode(file.content), grubConfig({ menu: null }));
   } finally {
     await t.cleanup();
   }
 });
 
-Deno.test("NetbootFs: the generated file's mtime follows menu.json and its content follows edits", async () => {
+Deno.test("BootFiles: the generated file's mtime follows menu.json and its content follows edits", async () => {
   const t = await trees({ "menu.json": LAB_MENU });
   try {
     const path = join(t.overlay, "menu.json");
     const first = new Date(1_700_000_000_000);
     await Deno.utime(path, first, first);
-    const a = await t.fs.resolve("grub/grub.cfg");
+    const a = await t.served.resolve("grub/grub.cfg");
     assert.equal(a.mtime?.getTime(), first.getTime());
 
     const edited = JSON.stringify({
@@ -800,7 +802,7 @@ Deno.test("NetbootFs: the generated file's mtime follows menu.json and its conte
     await Deno.writeTextFile(path, edited);
     const second = new Date(1_700_000_100_000);
     await Deno.utime(path, second, second);
-    const b = await t.fs.resolve("/GRUB/grub.cfg");
+    const b = await t.served.resolve("/GRUB/grub.cfg");
     assert.equal(b.mtime?.getTime(), second.getTime());
     assert.equal(decode(b.content), grubConfig({ menu: parseMenuFile(edited) }));
     assert.notEqual(decode(b.content), decode(a.content));
@@ -809,12 +811,12 @@ Deno.test("NetbootFs: the generated file's mtime follows menu.json and its conte
     // the real stat time, not a fixed one
     await Deno.writeTextFile(path, LAB_MENU);
     const stat = await Deno.stat(path);
-    const c = await t.fs.resolve("grub/grub.cfg");
+    const c = await t.served.resolve("grub/grub.cfg");
     assert.equal(c.mtime?.getTime(), stat.mtime?.getTime());
 
     // menu.json removed: back to the default menu, dated 1970
     await Deno.remove(path);
-    const d = await t.fs.resolve("grub/grub.cfg");
+    const d = await t.served.resolve("grub/grub.cfg");
     assert.equal(d.mtime?.getTime(), 0);
     assert.equal(decode(d.content), grubConfig({ menu: null }));
   } finally {

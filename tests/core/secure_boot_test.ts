@@ -29,7 +29,7 @@ import {
   SHIM_FILE,
 } from "../../src/dhcp/policy.ts";
 import { createDhcpService, DhcpServer } from "../../src/dhcp/server.ts";
-import { parseMenuFile } from "../../src/http/ipxe.ts";
+import { parseMenuFile } from "../../src/netboot/menu.ts";
 import { grubConfig } from "../../src/netboot/grub.ts";
 import { NetbootFs, PI_MAX_FILE_SIZE } from "../../src/netboot/fs.ts";
 import { fixture, MessageType, Opt, refConfig } from "../dhcp/helpers.ts";

@@ -1,6 +1,7 @@
 /** Generated iPXE menus: the pure renderer, the menu file parser, and the menus served over HTTP. */
 import { equal, match, ok, throws } from "node:assert/strict";
-import { ipxeMenu, type IpxeMenuOptions, MenuFileError, parseMenuFile } from "../../src/http/ipxe.ts";
+import { ipxeMenu, type IpxeMenuOptions } from "../../src/netboot/ipxe.ts";
+import { MenuFileError, parseMenuFile } from "../../src/netboot/menu.ts";
 import { curl, SANITIZE, startFixture } from "./helpers.ts";
 import { checkIpxeScript } from "./ipxe_syntax.ts";
 
@@ -142,7 +143,7 @@ Deno.test("ipxe: menu.json errors name the field", () => {
 });
 
 Deno.test(
-  { name: "ipxe: /boot.http.ipxe served with the request's host, ISOs at any depth", ...SANITIZE },
+  { name: "ipxe: /boot.http.ipxe names the server as the client reaches it, ISOs at any depth", ...SANITIZE },
   async () => {
     const fx = await startFixture({
       "menu.json": MENU_JSON,
@@ -167,10 +168,11 @@ Deno.test(
         match(script, /item debian Debian installer/);
         match(script, new RegExp(`kernel http://127\\.0\\.0\\.1:${fx.port}/memdisk iso raw`));
       }
+      // the Host header does not change the menu: it names the interface on the client's subnet, so
+      // TFTP (which has no Host header) serves the same bytes
+      const plain = await curl([`${fx.base}/boot.http.ipxe`]);
       const viaName = await curl(["-H", "Host: pxe.example:8080", `${fx.base}/boot.http.ipxe`]);
-      match(new TextDecoder().decode(viaName.body), /http:\/\/pxe\.example:8080\/top\.iso/);
-      const noPort = await curl(["-H", "Host: 192.168.77.1", `${fx.base}/boot.http.ipxe`]);
-      match(new TextDecoder().decode(noPort.body), /http:\/\/192\.168\.77\.1\/top\.iso/);
+      equal(new TextDecoder().decode(viaName.body), new TextDecoder().decode(plain.body));
       const head = await curl(["-I", `${fx.base}/boot.http.ipxe`], " %{size_download}");
       equal(head.status, 200);
       ok(Number(head.headers.get("content-length")) > 100);

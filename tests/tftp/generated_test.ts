@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
-import { parseMenuFile } from "../../src/http/ipxe.ts";
+import { parseMenuFile } from "../../src/netboot/menu.ts";
 import { grubConfig } from "../../src/netboot/grub.ts";
 import { curl, SANITIZE, startFixture } from "../http/helpers.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";

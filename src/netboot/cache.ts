@@ -3,7 +3,7 @@
  * while its path, size and mtime stay the same; least recently used entries go first.
  * @module
  */
-import type { NetbootFile } from "../netboot/fs.ts";
+import type { NetbootFile } from "./fs.ts";
 
 /** Limits of {@linkcode FileCache}. */
 export interface FileCacheOptions {

@@ -1,0 +1,256 @@
+/**
+ * What TFTP and HTTP serve: the netboot tree plus the files pypxe generates from its one boot-menu model
+ * (`menu.ts`), behind one cache. Both servers read through {@linkcode BootFiles}, so a name fetched over
+ * TFTP and over HTTP returns the same bytes.
+ *
+ * Lookup order for a name: the overlay's file; then a generated iPXE menu (`boot.http.ipxe`,
+ * `boot.ipxe`, when HTTP is on: the menu links ISOs and kernels over HTTP); then the embedded tree; then
+ * the generated `grub/grub.cfg`. Generated menus name the server by the address the client can reach
+ * (the local interface on the client's subnet, else the advertised address).
+ * @module
+ */
+import { inSubnet, ipToInt, type Ipv4Interface, ipv4Interfaces } from "../net.ts";
+import { FileCache } from "./cache.ts";
+import { NetbootError, type NetbootFile, type NetbootFs, normaliseName } from "./fs.ts";
+import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
+import { ipxeMenu } from "./ipxe.ts";
+import { type IsoImage, MENU_FILE_NAME, type MenuFile, MenuFileError, parseMenuFile } from "./menu.ts";
+
+/** Names answered with a generated iPXE menu (when HTTP is on) unless the overlay holds that file. */
+export const IPXE_MENU_NAMES: readonly string[] = ["boot.http.ipxe", "boot.ipxe"];
+
+/** Every name pypxe may generate (compared case-insensitively). */
+export const GENERATED_FILES: readonly string[] = [GRUB_CONFIG_NAME, ...IPXE_MENU_NAMES];
+
+/** Options of {@linkcode BootFiles}. */
+export interface BootFilesOptions {
+  readonly netboot: NetbootFs;
+  /** Port of the HTTP service; null (the default) when HTTP is off: no iPXE menus are generated. */
+  readonly httpPort?: number | null;
+  /** The server's address in generated menus when no local interface shares the client's subnet. */
+  readonly advertiseHost?: string;
+  /** Files up to this size are kept in memory; default 4 MiB (0: no file bodies are kept). */
+  readonly cacheFileMax?: number;
+  /** Total bytes of kept file bodies; default 64 MiB. */
+  readonly cacheTotalMax?: number;
+  /** A lookup and the menu inputs are reused for this long (ms) before the tree is asked again; default 1000. */
+  readonly revalidateMs?: number;
+  /** Local IPv4 interfaces (tests inject them); default: the host's, plus loopback. */
+  readonly interfaces?: () => readonly Ipv4Interface[];
+}
+
+/** The tree's ISO images and memdisk, listed at most every `revalidateMs`. */
+interface TreeInputs {
+  readonly isos: IsoImage[];
+  readonly memdisk: string | null;
+  /** The newest ISO's modification time. */
+  readonly mtime: number;
+  readonly at: number;
+}
+
+/** `menu.json` as read for one lookup (re-parsed only when its path, size or mtime changed). */
+interface MenuInput {
+  /** The parsed menu file, null when there is none or it is broken (see `notice`). */
+  readonly menu: MenuFile | null;
+  readonly notice?: string;
+  /** Its modification time, or 1970 without one. */
+  readonly mtime: Date;
+  /** `path size mtime` of the file parsed. */
+  readonly key: string;
+}
+
+interface Lookup {
+  readonly file: NetbootFile;
+  readonly at: number;
+}
+
+/** The served view of the tree: lookups, generated files, and the in-memory bodies of small files. */
+export class BootFiles {
+  /** Port put into generated iPXE menus; null: HTTP is off (no iPXE menus are generated). */
+  httpPort: number | null;
+  readonly netboot: NetbootFs;
+  readonly #advertise: string | undefined;
+  readonly #revalidateMs: number;
+  readonly #interfaces: () => readonly Ipv4Interface[];
+  readonly #bodies: FileCache;
+  readonly #lookups = new Map<string, Lookup>();
+  #tree: TreeInputs | null = null;
+  #treeListing: Promise<TreeInputs> | null = null;
+  #menu: MenuInput | null = null;
+
+  /** Creates the view; nothing is read until the first lookup. */
+  constructor(opts: BootFilesOptions) {
+    this.netboot = opts.netboot;
+    this.httpPort = opts.httpPort ?? null;
+    this.#advertise = opts.advertiseHost;
+    this.#revalidateMs = opts.revalidateMs ?? 1000;
+    this.#interfaces = opts.interfaces ?? localInterfaces;
+    this.#bodies = new FileCache({
+      maxFileBytes: opts.cacheFileMax ?? 4 << 20,
+      maxTotalBytes: opts.cacheTotalMax ?? 64 << 20,
+    });
+  }
+
+  /**
+   * Resolves `name` for the client at `clientIp` (see the module doc for the order); throws
+   * `NetbootError` when nothing of that name can be served.
+   */
+  async resolve(name: string, clientIp?: string): Promise<NetbootFile> {
+    const key = normaliseName(name).join("/").toLowerCase();
+    if (this.httpPort !== null && IPXE_MENU_NAMES.includes(key)) {
+      const real = await this.#lookup(name);
+      if (real !== null && real.layer === "overlay") return real;
+      return await this.#ipxeMenu(key, clientIp);
+    }
+    const real = await this.#lookup(name);
+    if (real !== null) return real;
+    if (key === GRUB_CONFIG_NAME) return await this.#grubMenu();
+    throw new NetbootError("not-found", name, "no such file");
+  }
+
+  /**
+   * A regular file looked up less than `revalidateMs` ago whose bytes are in memory, without awaiting
+   * anything (the HTTP fast path for small files); null otherwise.
+   */
+  peek(name: string): { file: NetbootFile; bytes: Uint8Array } | null {
+    const hit = this.#lookups.get(name);
+    if (hit === undefined || performance.now() - hit.at >= this.#revalidateMs) return null;
+    const bytes = this.#bodies.get(hit.file);
+    return bytes === null ? null : { file: hit.file, bytes };
+  }
+
+  /**
+   * The whole content of `file` when it is generated or small enough to keep (read once, then served
+   * from memory while its size and mtime stay the same); null for a file to be streamed from disk.
+   */
+  async bytes(file: NetbootFile): Promise<Uint8Array | null> {
+    if (file.content !== undefined) return file.content;
+    if (!this.#bodies.accepts(file)) return null;
+    const kept = this.#bodies.get(file);
+    if (kept !== null) return kept;
+    const bytes = await Deno.readFile(file.path);
+    if (bytes.length === file.size) this.#bodies.put(file, bytes);
+    else this.forget(file.name); // changed between stat and read: looked up afresh next time
+    return bytes;
+  }
+
+  /** Drops the remembered lookup of `name` (the file vanished or changed under a request). */
+  forget(name: string): void {
+    this.#lookups.delete(name);
+  }
+
+  /** Drops every remembered lookup and the menu inputs (SIGHUP); kept bodies revalidate themselves. */
+  reload(): void {
+    this.#lookups.clear();
+    this.#tree = null;
+    this.#menu = null;
+  }
+
+  /** The address generated menus give a client at `clientIp`. */
+  hostFor(clientIp?: string): string {
+    if (clientIp !== undefined && ipToInt(clientIp) !== null) {
+      for (const i of this.#interfaces()) if (inSubnet(clientIp, i.address, i.netmask)) return i.address;
+    }
+    return this.#advertise ?? "127.0.0.1";
+  }
+
+  async #lookup(name: string): Promise<NetbootFile | null> {
+    const now = performance.now();
+    const hit = this.#lookups.get(name);
+    if (hit !== undefined && now - hit.at < this.#revalidateMs) return hit.file;
+    let file: NetbootFile;
+    try {
+      file = await this.netboot.resolve(name);
+    } catch (err) {
+      this.#lookups.delete(name);
+      if (err instanceof NetbootError && err.code === "not-found") return null;
+      throw err;
+    }
+    // the same object while it is unchanged, so what servers derive from it (headers) stays valid
+    const same = hit !== undefined && hit.file.path === file.path && hit.file.size === file.size &&
+      hit.file.mtime?.getTime() === file.mtime?.getTime();
+    const kept = same ? hit.file : file;
+    if (this.#lookups.size >= 10_000) this.#lookups.delete(this.#lookups.keys().next().value!);
+    this.#lookups.set(name, { file: kept, at: now });
+    return kept;
+  }
+
+  async #ipxeMenu(name: string, clientIp?: string): Promise<NetbootFile> {
+    const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
+    const text = ipxeMenu({
+      serverIp: this.hostFor(clientIp),
+      httpPort: this.httpPort,
+      isos: tree.isos,
+      memdisk: tree.memdisk,
+      entries: menu.menu?.entries ?? [],
+      transport: "http",
+      title: menu.menu?.title,
+      timeout: menu.menu?.timeout,
+      default: menu.menu?.default,
+      notice: menu.notice,
+    });
+    return generated(name, text, new Date(Math.max(tree.mtime, menu.mtime.getTime())));
+  }
+
+  async #grubMenu(): Promise<NetbootFile> {
+    const menu = await this.#menuInput();
+    const text = grubConfig({ menu: menu.menu, notice: menu.notice });
+    // dated like menu.json, so HTTP validators and caches see a change
+    return generated(GRUB_CONFIG_NAME, text, menu.mtime);
+  }
+
+  /** `menu.json`, looked up at every call (an edit shows at once) and parsed when it changed. */
+  async #menuInput(): Promise<MenuInput> {
+    let file: NetbootFile | null = null;
+    try {
+      file = await this.netboot.resolve(MENU_FILE_NAME);
+    } catch (err) {
+      if (!(err instanceof NetbootError)) throw err;
+    }
+    const key = file === null ? "" : `${file.path} ${file.size} ${file.mtime?.getTime()}`;
+    if (this.#menu !== null && this.#menu.key === key) return this.#menu;
+    let menu: MenuFile | null = null;
+    let notice: string | undefined;
+    if (file !== null) {
+      try {
+        menu = parseMenuFile(await Deno.readTextFile(file.path));
+      } catch (err) {
+        if (!(err instanceof MenuFileError) && !(err instanceof Deno.errors.NotFound)) throw err;
+        notice = err.message;
+      }
+    }
+    this.#menu = { menu, notice, mtime: file?.mtime ?? new Date(0), key };
+    return this.#menu;
+  }
+
+  /** The ISO list and memdisk, re-listed at most every `revalidateMs` (one listing at a time). */
+  #treeInputs(): Promise<TreeInputs> {
+    const now = performance.now();
+    if (this.#tree !== null && now - this.#tree.at < this.#revalidateMs) return Promise.resolve(this.#tree);
+    this.#treeListing ??= this.#listTree(now).finally(() => this.#treeListing = null);
+    return this.#treeListing;
+  }
+
+  async #listTree(now: number): Promise<TreeInputs> {
+    const files = await this.netboot.list();
+    const isoFiles = files.filter((f) => f.name.toLowerCase().endsWith(".iso"));
+    const memdisk = files.find((f) => f.name === "memdisk" || f.name.endsWith("/memdisk"))?.name ?? null;
+    let mtime = 0;
+    for (const f of isoFiles) mtime = Math.max(mtime, f.mtime?.getTime() ?? 0);
+    this.#tree = { isos: isoFiles.map((f) => ({ name: f.name, size: f.size })), memdisk, mtime, at: now };
+    return this.#tree;
+  }
+}
+
+function generated(name: string, text: string, mtime: Date): NetbootFile {
+  const content = new TextEncoder().encode(text);
+  return { name, path: "", size: content.length, mtime, layer: "generated", content };
+}
+
+function localInterfaces(): readonly Ipv4Interface[] {
+  try {
+    return [{ name: "lo", address: "127.0.0.1", netmask: "255.0.0.0" }, ...ipv4Interfaces()];
+  } catch {
+    return [{ name: "lo", address: "127.0.0.1", netmask: "255.0.0.0" }];
+  }
+}
