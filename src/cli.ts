@@ -7,8 +7,8 @@ import {
   closest,
   ConfigError,
   type ConfigKey,
-  DEFAULTS,
   type PxeConfig,
+  type Setting,
   type SettingGroup,
   SETTINGS,
 } from "./config.ts";
@@ -53,7 +53,7 @@ interface FlagTarget {
 
 function flagTable(): Map<string, FlagTarget> {
   const table = new Map<string, FlagTarget>();
-  for (const [key, s] of Object.entries(SETTINGS) as [ConfigKey, (typeof SETTINGS)[ConfigKey]][]) {
+  for (const [key, s] of Object.entries(SETTINGS) as [ConfigKey, Setting][]) {
     if (s.flag === undefined) continue;
     const target: FlagTarget = s.kind === "bool" ? { key, bool: true } : { key };
     for (const name of [s.flag, ...(s.aliases ?? [])]) table.set(name, target);
@@ -145,10 +145,10 @@ const GROUP_TITLES: Readonly<Record<SettingGroup, string>> = {
   http: "HTTP service arguments",
 };
 
-function defaultText(key: ConfigKey): string {
-  const value = DEFAULTS[key];
-  if (key === "NETBOOT_FILE") return "derived";
-  if (key === "DHCP_BROADCAST") return "derived";
+/** The default as `--help` shows it: the row's `defaultText`, else its value in PyPXE's spelling. */
+function shownDefault(setting: Setting): string {
+  if (setting.defaultText !== undefined) return setting.defaultText;
+  const value = setting.default;
   return value === "" ? "''" : value === null ? "none" : String(value);
 }
 
@@ -165,13 +165,13 @@ export function helpText(version: string): string {
   for (const [name, c] of Object.entries(COMMANDS)) {
     rows.main.push([name + (c.metavar ? ` ${c.metavar}` : ""), c.help]);
   }
-  for (const [key, s] of Object.entries(SETTINGS) as [ConfigKey, (typeof SETTINGS)[ConfigKey]][]) {
+  for (const s of Object.values(SETTINGS) as Setting[]) {
     if (s.flag === undefined) continue;
     const names = [s.flag, ...(s.aliases ?? [])].map((f) => s.metavar ? `${f} ${s.metavar}` : f);
     if (s.noFlag !== undefined) names.push(s.noFlag);
     rows[s.group].push([
       names.join(", "),
-      `${s.help} (default: ${defaultText(key)})${s.ours ? " [pypxe]" : ""}`,
+      `${s.help} (default: ${shownDefault(s)})${s.ours ? " [pypxe]" : ""}`,
     ]);
   }
   const width = Math.min(40, Math.max(...Object.values(rows).flat().map(([n]) => n.length)) + 2);

@@ -2,6 +2,10 @@
  * The one typed configuration. Built as defaults < `--config` JSON file < command-line flags, using
  * PyPXE's upper-case JSON keys so an existing `example_cfg.json` loads unchanged, then validated with
  * one-line messages that name the flag or key.
+ *
+ * Every setting is one row of {@linkcode SETTINGS} (kind, default, flags, help); `DEFAULTS`, the flag
+ * parser, `--help` and `--dump-config` all derive from it. That table (~60 keys) is most of this file's
+ * length; the code around it is the checking and merging it drives.
  * @module
  */
 import {
@@ -87,27 +91,41 @@ export interface PxeConfig {
 /** A configuration key. */
 export type ConfigKey = keyof PxeConfig;
 
+/** The value each kind of setting checks and yields (what the key holds in {@linkcode PxeConfig}). */
+export interface SettingValues {
+  bool: boolean;
+  string: string;
+  ip: string;
+  "ip-or-empty": string;
+  "host-or-null": string | null;
+  netmask: string;
+  port: number;
+  int: number;
+  "ip-list": string;
+  "path-list": string | string[];
+  services: string;
+}
+
 /** How a value is checked and parsed. */
-export type SettingKind =
-  | "bool"
-  | "string"
-  | "ip"
-  | "ip-or-empty"
-  | "host-or-null"
-  | "netmask"
-  | "port"
-  | "int"
-  | "ip-list"
-  | "path-list"
-  | "services";
+export type SettingKind = keyof SettingValues;
+
+/** The kinds whose value type is exactly `T` (every kind when `T` is unknown). */
+export type SettingKindFor<T> = unknown extends T ? SettingKind : {
+  [K in SettingKind]: [SettingValues[K]] extends [T] ? [T] extends [SettingValues[K]] ? K : never : never;
+}[SettingKind];
 
 /** The `--help` group a setting is listed under (PyPXE's README tables, then ours). */
 export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http";
 
-/** One row of the settings table: JSON key, flag(s), type, default and help. */
-export interface Setting {
-  readonly kind: SettingKind;
+/** One row of the settings table: type, default, flag(s) and help of one JSON key. */
+export interface Setting<T = unknown> {
+  readonly kind: SettingKindFor<T>;
   readonly group: SettingGroup;
+  /** The default value (`--dump-config` prints it). */
+  readonly default: T;
+  /** Shown in `--help` instead of `default` when the real default is derived at run time. */
+  readonly defaultText?: string;
+  /** What the setting does, without its default (`--help` appends that). */
   readonly help: string;
   /** `--flag` that sets it (a value flag, or the "on" flag of a boolean). */
   readonly flag?: string;
@@ -115,81 +133,38 @@ export interface Setting {
   readonly aliases?: readonly string[];
   /** `--no-flag` of a boolean. */
   readonly noFlag?: string;
+  /** Other JSON keys accepted for it in a `--config` file. */
+  readonly keyAliases?: readonly string[];
+  /** The value's placeholder in `--help` (`--dhcp-begin IP`). */
   readonly metavar?: string;
+  /** Lowest value of an `int`. */
   readonly min?: number;
+  /** Highest value of an `int`. */
   readonly max?: number;
   /** True for settings PyPXE does not have. */
   readonly ours?: boolean;
 }
 
-/** PyPXE's defaults, plus ours. */
-export const DEFAULTS: Readonly<PxeConfig> = Object.freeze({
-  USE_IPXE: false,
-  USE_HTTP: false,
-  USE_TFTP: true,
-  USE_DHCP: false,
-  DHCP_MODE_PROXY: false,
-  MODE_DEBUG: "",
-  MODE_VERBOSE: "",
-  STATIC_CONFIG: "",
-  LEASES_FILE: "",
-  SYSLOG_SERVER: null,
-  SYSLOG_PORT: 514,
-  DHCP_SERVER_IP: "192.168.2.2",
-  DHCP_SERVER_PORT: 67,
-  DHCP_OFFER_BEGIN: "192.168.2.100",
-  DHCP_OFFER_END: "192.168.2.150",
-  DHCP_SUBNET: "255.255.255.0",
-  DHCP_ROUTER: "192.168.2.1",
-  DHCP_DNS: "8.8.8.8",
-  DHCP_BROADCAST: "",
-  DHCP_FILESERVER: "192.168.2.2",
-  DHCP_WHITELIST: false,
-  HTTP_PORT: 80,
-  HTTP_SERVER_IP: "0.0.0.0",
-  TFTP_PORT: 69,
-  TFTP_SERVER_IP: "0.0.0.0",
-  NETBOOT_DIR: "netboot",
-  NETBOOT_FILE: "",
-  NBD_BLOCK_DEVICE: "",
-  NBD_WRITE: false,
-  NBD_COW: true,
-  NBD_COW_IN_MEM: false,
-  NBD_COPY_TO_RAM: false,
-  NBD_SERVER_IP: "0.0.0.0",
-  NBD_PORT: 10809,
-  INTERFACE: "",
-  DHCP_LEASE_TIME: 86400,
-  TFTP_MAX_BLKSIZE: 65464,
-  TFTP_MAX_WINDOWSIZE: 64,
-  NBD_STATE_DIR: "",
-  NBD_COW_MEM_LIMIT: 1 << 30,
-  HTTP_MAX_CONNECTIONS: 0,
-  HTTP_HEADER_TIMEOUT: 30,
-  HTTP_IDLE_TIMEOUT: 60,
-  NBD_MAX_CONNECTIONS: 0,
-  NBD_HANDSHAKE_TIMEOUT: 10,
-  DHCP_PXE_ONLY: false,
-  DHCP_DOMAIN: "",
-  NETBOOT_FILE_BIOS: "",
-  NETBOOT_FILE_EFI32: "",
-  NETBOOT_FILE_EFI64: "",
-  NETBOOT_FILE_ARM32: "",
-  NETBOOT_FILE_ARM64: "",
-  SECURE_BOOT: false,
-  AUTO: false,
-  AUTO_PROBE_MS: 2000,
-  STATUS: false,
-  USER: "",
-  GROUP: "",
-});
+/** The table's type: exactly one row per {@linkcode PxeConfig} key, its default of the key's type. */
+export type SettingsTable = { readonly [K in ConfigKey]: Setting<PxeConfig[K]> };
 
-/** The settings table: one row per key, in `--help` order. */
-export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
-  USE_IPXE: { kind: "bool", group: "main", flag: "--ipxe", noFlag: "--no-ipxe", help: "Enable iPXE ROM" },
+/**
+ * The settings table, the one description of every setting: JSON key, kind, default, flag(s), help.
+ * One row per key, in `--help` order. {@linkcode DEFAULTS}, `--help` and `--dump-config` derive from it.
+ */
+export const SETTINGS: SettingsTable = {
+  USE_IPXE: {
+    kind: "bool",
+    group: "main",
+    default: false,
+    flag: "--ipxe",
+    noFlag: "--no-ipxe",
+    help: "Enable iPXE ROM",
+  },
   USE_HTTP: {
     kind: "bool",
     group: "main",
+    default: false,
     flag: "--http",
     noFlag: "--no-http",
     help: "Enable built-in HTTP server",
@@ -197,13 +172,15 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   USE_TFTP: {
     kind: "bool",
     group: "main",
+    default: true,
     flag: "--tftp",
     noFlag: "--no-tftp",
-    help: "Enable built-in TFTP server (on by default)",
+    help: "Enable built-in TFTP server",
   },
   MODE_DEBUG: {
     kind: "services",
     group: "main",
+    default: "",
     flag: "--debug",
     metavar: "LIST",
     help:
@@ -212,6 +189,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   MODE_VERBOSE: {
     kind: "services",
     group: "main",
+    default: "",
     flag: "--verbose",
     metavar: "LIST",
     help: "More detailed logging for the listed services, same syntax as --debug",
@@ -219,6 +197,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   STATIC_CONFIG: {
     kind: "string",
     group: "main",
+    default: "",
     flag: "--static-config",
     metavar: "FILE",
     help: "Load static DHCP leases from a JSON file (example-leases.json shape)",
@@ -226,6 +205,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   LEASES_FILE: {
     kind: "string",
     group: "main",
+    default: "",
     flag: "--save-leases",
     metavar: "FILE",
     help: "Save DHCP leases to FILE (atomically, after every change); load it on start",
@@ -233,6 +213,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   SYSLOG_SERVER: {
     kind: "host-or-null",
     group: "main",
+    default: null,
     flag: "--syslog",
     metavar: "HOST",
     help: "Also send logs to this syslog server (RFC 5424 over UDP)",
@@ -240,6 +221,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   SYSLOG_PORT: {
     kind: "port",
     group: "main",
+    default: 514,
     flag: "--syslog-port",
     metavar: "N",
     help: "Syslog server port",
@@ -247,6 +229,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   INTERFACE: {
     kind: "string",
     group: "main",
+    default: "",
     flag: "--interface",
     metavar: "IFACE",
     ours: true,
@@ -255,6 +238,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   AUTO: {
     kind: "bool",
     group: "main",
+    default: false,
     flag: "--auto",
     ours: true,
     help: "Field mode: probe the segment for a DHCP server, then run proxyDHCP beside it or full DHCP, " +
@@ -263,6 +247,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   AUTO_PROBE_MS: {
     kind: "int",
     group: "main",
+    default: 2000,
     flag: "--auto-probe-ms",
     metavar: "MS",
     min: 100,
@@ -273,14 +258,17 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   STATUS: {
     kind: "bool",
     group: "main",
+    default: false,
     flag: "--status",
     noFlag: "--no-status",
     ours: true,
-    help: "Live client table under the log on a terminal (default: on for a terminal without --debug)",
+    defaultText: "on for a terminal without --debug",
+    help: "Live client table under the log on a terminal",
   },
   USER: {
     kind: "string",
     group: "main",
+    default: "",
     flag: "--user",
     metavar: "NAME",
     ours: true,
@@ -289,14 +277,17 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   GROUP: {
     kind: "string",
     group: "main",
+    default: "",
     flag: "--group",
     metavar: "NAME",
     ours: true,
-    help: "Group for --user (default: the user's own group)",
+    defaultText: "the user's own group",
+    help: "Group for --user",
   },
   USE_DHCP: {
     kind: "bool",
     group: "dhcp",
+    default: false,
     flag: "--dhcp",
     noFlag: "--no-dhcp",
     help: "Enable built-in DHCP server",
@@ -304,12 +295,14 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_MODE_PROXY: {
     kind: "bool",
     group: "dhcp",
+    default: false,
     flag: "--dhcp-proxy",
     help: "Enable built-in DHCP server in proxy mode (implies --dhcp)",
   },
   DHCP_SERVER_IP: {
     kind: "ip",
     group: "dhcp",
+    default: "192.168.2.2",
     flag: "--dhcp-server-ip",
     metavar: "IP",
     help: "DHCP server IP",
@@ -317,6 +310,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_SERVER_PORT: {
     kind: "port",
     group: "dhcp",
+    default: 67,
     flag: "--dhcp-server-port",
     metavar: "N",
     help: "DHCP server port",
@@ -324,6 +318,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_OFFER_BEGIN: {
     kind: "ip",
     group: "dhcp",
+    default: "192.168.2.100",
     flag: "--dhcp-begin",
     metavar: "IP",
     help: "DHCP lease range start",
@@ -331,6 +326,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_OFFER_END: {
     kind: "ip",
     group: "dhcp",
+    default: "192.168.2.150",
     flag: "--dhcp-end",
     metavar: "IP",
     help: "DHCP lease range end (inclusive)",
@@ -338,14 +334,23 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_SUBNET: {
     kind: "netmask",
     group: "dhcp",
+    default: "255.255.255.0",
     flag: "--dhcp-subnet",
     metavar: "MASK",
     help: "DHCP lease subnet mask",
   },
-  DHCP_ROUTER: { kind: "ip", group: "dhcp", flag: "--dhcp-router", metavar: "IP", help: "DHCP lease router" },
+  DHCP_ROUTER: {
+    kind: "ip",
+    group: "dhcp",
+    default: "192.168.2.1",
+    flag: "--dhcp-router",
+    metavar: "IP",
+    help: "DHCP lease router",
+  },
   DHCP_DNS: {
     kind: "ip-list",
     group: "dhcp",
+    default: "8.8.8.8",
     flag: "--dhcp-dns",
     metavar: "IP[,IP]",
     help: "DHCP lease DNS server(s)",
@@ -353,13 +358,16 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_BROADCAST: {
     kind: "ip-or-empty",
     group: "dhcp",
+    default: "",
     flag: "--dhcp-broadcast",
     metavar: "IP",
-    help: "DHCP broadcast address (derived from server IP and mask when empty)",
+    defaultText: "derived from server IP and mask",
+    help: "DHCP broadcast address",
   },
   DHCP_FILESERVER: {
     kind: "ip",
     group: "dhcp",
+    default: "192.168.2.2",
     flag: "--dhcp-fileserver",
     aliases: ["--dhcp-fileserver-ip"],
     metavar: "IP",
@@ -368,6 +376,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_WHITELIST: {
     kind: "bool",
     group: "dhcp",
+    default: false,
     flag: "--dhcp-whitelist",
     noFlag: "--no-dhcp-whitelist",
     help: "Only answer DHCP clients listed in --static-config",
@@ -375,6 +384,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_LEASE_TIME: {
     kind: "int",
     group: "dhcp",
+    default: 86400,
     flag: "--dhcp-lease-time",
     metavar: "SECONDS",
     min: 60,
@@ -385,14 +395,16 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   DHCP_PXE_ONLY: {
     kind: "bool",
     group: "dhcp",
+    default: false,
     flag: "--dhcp-pxe-only",
     noFlag: "--no-dhcp-pxe-only",
     ours: true,
-    help: "Answer PXE clients only, as PyPXE did (by default other clients get plain leases)",
+    help: "Answer PXE clients only, as PyPXE did (otherwise other clients get plain leases too)",
   },
   DHCP_DOMAIN: {
     kind: "string",
     group: "dhcp",
+    default: "",
     flag: "--dhcp-domain",
     metavar: "NAME",
     ours: true,
@@ -401,6 +413,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NETBOOT_DIR: {
     kind: "string",
     group: "files",
+    default: "netboot",
     flag: "--netboot-dir",
     metavar: "DIR",
     help: "Local directory served over TFTP/HTTP, overlaid on the embedded default tree",
@@ -408,63 +421,83 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NETBOOT_FILE: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file",
     metavar: "NAME",
-    help:
-      "PXE boot file name (default: pxelinux.0; boot.ipxe with --ipxe; boot.http.ipxe with --ipxe --http)",
+    defaultText: "pxelinux.0; boot.ipxe with --ipxe; boot.http.ipxe with --ipxe --http",
+    help: "PXE boot file name",
   },
   NETBOOT_FILE_BIOS: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file-bios",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for BIOS clients (default: --netboot-file, or undionly.kpxe with --ipxe)",
+    defaultText: "--netboot-file, or undionly.kpxe with --ipxe",
+    help: "Boot file for BIOS clients",
   },
   NETBOOT_FILE_EFI32: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file-efi32",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for 32-bit x86 UEFI clients (default: ipxe-ia32.efi)",
+    defaultText: "ipxe-ia32.efi",
+    help: "Boot file for 32-bit x86 UEFI clients",
   },
   NETBOOT_FILE_EFI64: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file-efi64",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for x64 UEFI clients (default: ipxe.efi; snponly.efi is the usual alternative)",
+    defaultText: "ipxe.efi",
+    help: "Boot file for x64 UEFI clients (snponly.efi is the usual alternative)",
   },
   NETBOOT_FILE_ARM32: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file-arm32",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for 32-bit ARM UEFI clients (default: ipxe-arm32.efi)",
+    defaultText: "ipxe-arm32.efi",
+    help: "Boot file for 32-bit ARM UEFI clients",
   },
   NETBOOT_FILE_ARM64: {
     kind: "string",
     group: "files",
+    default: "",
     flag: "--netboot-file-arm64",
     metavar: "NAME",
     ours: true,
-    help: "Boot file for ARM64 UEFI clients (default: grubaa64.efi)",
+    defaultText: "grubaa64.efi",
+    help: "Boot file for ARM64 UEFI clients",
   },
   SECURE_BOOT: {
     kind: "bool",
     group: "dhcp",
+    default: false,
     flag: "--secure-boot",
     noFlag: "--no-secure-boot",
     ours: true,
     help: "UEFI x64 clients get the signed shim -> GRUB chain (shimx64.efi, grubx64.efi, grub/grub.cfg)",
   },
-  TFTP_PORT: { kind: "port", group: "tftp", flag: "--tftp-port", metavar: "N", help: "TFTP server port" },
+  TFTP_PORT: {
+    kind: "port",
+    group: "tftp",
+    default: 69,
+    flag: "--tftp-port",
+    metavar: "N",
+    help: "TFTP server port",
+  },
   TFTP_SERVER_IP: {
     kind: "ip",
     group: "tftp",
+    default: "0.0.0.0",
     flag: "--tftp-server-ip",
     metavar: "IP",
     help: "TFTP server IP address to bind to",
@@ -472,6 +505,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   TFTP_MAX_BLKSIZE: {
     kind: "int",
     group: "tftp",
+    default: 65464,
     flag: "--tftp-max-blksize",
     metavar: "N",
     min: 512,
@@ -482,6 +516,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   TFTP_MAX_WINDOWSIZE: {
     kind: "int",
     group: "tftp",
+    default: 64,
     flag: "--tftp-max-windowsize",
     metavar: "N",
     min: 1,
@@ -489,10 +524,18 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
     ours: true,
     help: "Largest TFTP window size granted (RFC 7440)",
   },
-  HTTP_PORT: { kind: "port", group: "http", flag: "--http-port", metavar: "N", help: "HTTP server port" },
+  HTTP_PORT: {
+    kind: "port",
+    group: "http",
+    default: 80,
+    flag: "--http-port",
+    metavar: "N",
+    help: "HTTP server port",
+  },
   HTTP_SERVER_IP: {
     kind: "ip",
     group: "http",
+    default: "0.0.0.0",
     flag: "--http-server-ip",
     metavar: "IP",
     help: "HTTP server IP address to bind to",
@@ -500,6 +543,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   HTTP_MAX_CONNECTIONS: {
     kind: "int",
     group: "http",
+    default: 0,
     flag: "--http-max-connections",
     metavar: "N",
     min: 0,
@@ -510,6 +554,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   HTTP_HEADER_TIMEOUT: {
     kind: "int",
     group: "http",
+    default: 30,
     flag: "--http-header-timeout",
     metavar: "S",
     min: 1,
@@ -520,6 +565,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   HTTP_IDLE_TIMEOUT: {
     kind: "int",
     group: "http",
+    default: 60,
     flag: "--http-idle-timeout",
     metavar: "S",
     min: 1,
@@ -530,6 +576,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_BLOCK_DEVICE: {
     kind: "path-list",
     group: "nbd",
+    default: "",
     flag: "--nbd",
     metavar: "FILE",
     help: "Serve this block device or disk image over NBD (enables NBD; repeat for several exports)",
@@ -537,6 +584,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_WRITE: {
     kind: "bool",
     group: "nbd",
+    default: false,
     flag: "--nbd-write",
     noFlag: "--no-nbd-write",
     help: "Allow writes to the NBD export (read-only otherwise)",
@@ -544,6 +592,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_COW: {
     kind: "bool",
     group: "nbd",
+    default: true,
     flag: "--nbd-cow",
     noFlag: "--no-nbd-cow",
     help: "With --nbd-write, keep each client's writes in a volatile copy-on-write layer",
@@ -551,34 +600,49 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_COW_IN_MEM: {
     kind: "bool",
     group: "nbd",
+    default: false,
     flag: "--nbd-cow-in-mem",
     help: "Keep copy-on-write data in RAM instead of a file",
   },
   NBD_COPY_TO_RAM: {
     kind: "bool",
     group: "nbd",
+    default: false,
     flag: "--nbd-copy-to-ram",
     help: "Copy the image into RAM before serving clients",
   },
   NBD_SERVER_IP: {
     kind: "ip",
     group: "nbd",
+    default: "0.0.0.0",
     flag: "--nbd-server",
     metavar: "IP",
     help: "NBD server IP to bind to",
   },
-  NBD_PORT: { kind: "port", group: "nbd", flag: "--nbd-port", metavar: "N", help: "NBD server port" },
+  NBD_PORT: {
+    kind: "port",
+    group: "nbd",
+    default: 10809,
+    flag: "--nbd-port",
+    metavar: "N",
+    // PyPXE's own example_cfg.json says NBD_SERVER_PORT where its code reads NBD_PORT
+    keyAliases: ["NBD_SERVER_PORT"],
+    help: "NBD server port",
+  },
   NBD_STATE_DIR: {
     kind: "string",
     group: "nbd",
+    default: "",
     flag: "--nbd-state-dir",
     metavar: "DIR",
     ours: true,
-    help: "Directory for copy-on-write files (stale ones are removed at start; default: a temp dir)",
+    defaultText: "a temp dir",
+    help: "Directory for copy-on-write files (stale ones are removed at start)",
   },
   NBD_COW_MEM_LIMIT: {
     kind: "int",
     group: "nbd",
+    default: 1 << 30,
     flag: "--nbd-cow-mem-limit",
     metavar: "BYTES",
     min: 1 << 20,
@@ -589,6 +653,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_MAX_CONNECTIONS: {
     kind: "int",
     group: "nbd",
+    default: 0,
     flag: "--nbd-max-connections",
     metavar: "N",
     min: 0,
@@ -599,6 +664,7 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   NBD_HANDSHAKE_TIMEOUT: {
     kind: "int",
     group: "nbd",
+    default: 10,
     flag: "--nbd-handshake-timeout",
     metavar: "S",
     min: 1,
@@ -608,8 +674,19 @@ export const SETTINGS: Readonly<Record<ConfigKey, Setting>> = {
   },
 };
 
-/** JSON keys accepted as another spelling of a key (PyPXE's own example_cfg.json says NBD_SERVER_PORT). */
-export const KEY_ALIASES: Readonly<Record<string, ConfigKey>> = { NBD_SERVER_PORT: "NBD_PORT" };
+/** PyPXE's defaults, plus ours: the `default` of every row of {@linkcode SETTINGS}. */
+export const DEFAULTS: Readonly<PxeConfig> = Object.freeze(
+  Object.fromEntries(Object.entries(SETTINGS).map(([key, s]) => [key, s.default])) as unknown as PxeConfig,
+);
+
+/** JSON keys accepted as another spelling of a key (the `keyAliases` of the table's rows). */
+export const KEY_ALIASES: Readonly<Record<string, ConfigKey>> = Object.freeze(
+  Object.fromEntries(
+    (Object.entries(SETTINGS) as [ConfigKey, Setting][]).flatMap(([key, s]) =>
+      (s.keyAliases ?? []).map((alias) => [alias, key])
+    ),
+  ),
+);
 
 /** A configuration problem: one line naming the flag or key. Exit code 2. */
 export class ConfigError extends Error {
@@ -647,7 +724,7 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
         : { ok: false, reason: `expected an IPv4 address or "", got ${shown}` };
     case "host-or-null":
       if (value === null || value === "") return { ok: true, value: null };
-      return typeof value === "string" && /^[A-Za-z0-9.:_-]+$/.test(value)
+      return typeof value === "string" && isHost(value)
         ? { ok: true, value }
         : { ok: false, reason: `expected a host name or IP address, got ${shown}` };
     case "netmask":
@@ -709,6 +786,33 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
       return { ok: true, value };
     }
   }
+}
+
+/**
+ * True for a dotted-quad IPv4 address, an IPv6 address or an RFC 1123 host name: dot-separated labels
+ * of letters, digits and inner hyphens, at most 63 characters each and 253 in all, the last one not all
+ * digits (so `300.1.1.1` is neither an address nor a name). Spaces, `_`, `/`, `@` and the like fail.
+ */
+function isHost(value: string): boolean {
+  if (ipToInt(value) !== null || isIpv6(value)) return true;
+  const name = value.endsWith(".") ? value.slice(0, -1) : value;
+  const labels = name.split(".");
+  return name.length <= 253 &&
+    labels.every((label) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label)) &&
+    !/^\d+$/.test(labels[labels.length - 1]);
+}
+
+/** True for an IPv6 address in text form (`::1`, `fe80::2`, `::ffff:192.0.2.1`; no zone id). */
+function isIpv6(value: string): boolean {
+  // an IPv4 tail stands for the last two groups
+  const tail = /^(.*:)([^:]*\.[^:]*)$/.exec(value);
+  if (tail !== null && ipToInt(tail[2]) === null) return false;
+  const text = tail === null ? value : `${tail[1]}0:0`;
+  const halves = text.split("::");
+  if (halves.length > 2) return false;
+  const groups = halves.flatMap((half) => half === "" ? [] : half.split(":"));
+  if (!groups.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return false;
+  return halves.length === 2 ? groups.length <= 7 : groups.length === 8;
 }
 
 /** True when `service` is selected by a PyPXE-style list such as `all,-dhcp`. */

@@ -1,15 +1,22 @@
 import assert from "node:assert/strict";
-import { parseArgs } from "../../src/cli.ts";
+import { helpText, parseArgs } from "../../src/cli.ts";
 import {
   buildConfig,
+  checkValue,
   ConfigError,
+  type ConfigKey,
+  configToJson,
   DEFAULTS,
+  KEY_ALIASES,
   leaseRangeFor,
   parseConfigJson,
   type PxeConfig,
   serviceSelected,
+  type Setting,
   SETTINGS,
+  type SettingsTable,
 } from "../../src/config.ts";
+import { runPypxeOnce } from "../helpers/pypxe.ts";
 
 const noInterfaces = () => [];
 const build = (args: string[], fileJson?: string, interfaces = noInterfaces) => {
@@ -257,4 +264,154 @@ Deno.test("--nbd repeats into a list; JSON takes a string or a list", () => {
     /NBD_BLOCK_DEVICE: expected a file name/,
   );
   throwsConfig(() => parseArgs(["--nbd", ""]), /--nbd: expected a file or block device/);
+});
+
+type Row<K extends ConfigKey> = SettingsTable[K];
+
+Deno.test("the table's type demands every PxeConfig key, with a default and kind of its type", () => {
+  // each assignment below must fail to type-check (deno test checks this file first)
+  const { USE_IPXE: _dropped, ...withoutOneKey } = SETTINGS;
+  // @ts-expect-error: a table without the USE_IPXE row is not a SettingsTable
+  const missing: SettingsTable = withoutOneKey;
+  // @ts-expect-error: a row's default has its key's type (USE_IPXE is a boolean)
+  const wrongDefault: Row<"USE_IPXE"> = { kind: "bool", group: "main", default: "yes", help: "" };
+  // @ts-expect-error: a row's kind yields its key's type ("int" is not a boolean)
+  const wrongKind: Row<"USE_IPXE"> = { kind: "int", group: "main", default: false, help: "" };
+  // @ts-expect-error: "string" cannot hold SYSLOG_SERVER's null
+  const notNullable: Row<"SYSLOG_SERVER"> = { kind: "string", group: "main", default: null, help: "" };
+  assert.ok([missing, wrongDefault, wrongKind, notNullable].every((v) => typeof v === "object"));
+});
+
+const rows = () => Object.entries(SETTINGS) as [ConfigKey, Setting][];
+
+Deno.test("the table has one row per PxeConfig key; DEFAULTS and KEY_ALIASES derive from it", () => {
+  assert.deepEqual(Object.keys(DEFAULTS), Object.keys(SETTINGS));
+  assert.ok(Object.isFrozen(DEFAULTS));
+  for (const [key, s] of rows()) {
+    assert.equal(DEFAULTS[key], s.default, key);
+    // every default passes its own row's check, unchanged
+    const checked = checkValue(s.kind, s.default, s);
+    assert.deepEqual(checked, { ok: true, value: s.default }, key);
+  }
+  assert.deepEqual(KEY_ALIASES, { NBD_SERVER_PORT: "NBD_PORT" });
+  // a merged config has exactly the table's keys
+  assert.deepEqual(Object.keys(build([])).sort(), Object.keys(SETTINGS).sort());
+});
+
+/** `--help` as [flag column, description] rows (a long flag column puts its description on the next line). */
+function helpRows(text: string): [string, string][] {
+  const lines = text.split("\n");
+  const out: [string, string][] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^ {2}(-\S.*?)(?: {2,}(\S.*))?$/.exec(lines[i]);
+    if (m === null) continue;
+    out.push([m[1], m[2] ?? lines[++i].trim()]);
+  }
+  return out;
+}
+
+Deno.test("--help lists every flag once, each setting with exactly one default, taken from the table", () => {
+  const listed = helpRows(helpText("9.9.9"));
+  const byFlag = new Map<string, string>();
+  for (const [names, description] of listed) {
+    for (const name of names.split(", ").map((n) => n.split(" ")[0])) {
+      assert.ok(!byFlag.has(name), `${name} listed twice`);
+      byFlag.set(name, description);
+    }
+  }
+  const commands = ["--config", "--dump-config", "--dump-config-merged", "--check", "--version", "--help"];
+  const flags = rows().flatMap(([, s]) => [s.flag, ...(s.aliases ?? []), s.noFlag]).filter((f) =>
+    f !== undefined
+  );
+  assert.deepEqual([...byFlag.keys()].sort(), [...commands, ...flags].sort());
+  for (const name of commands) assert.doesNotMatch(byFlag.get(name)!, /default:/, name);
+  for (const [key, s] of rows()) {
+    if (s.flag === undefined) continue;
+    const description = byFlag.get(s.flag)!;
+    const shown = s.defaultText ??
+      (s.default === "" ? "''" : s.default === null ? "none" : String(s.default));
+    assert.equal(description.match(/default:/g)?.length, 1, `${key}: ${description}`);
+    assert.ok(description.includes(`(default: ${shown})`), `${key}: ${description}`);
+    assert.doesNotMatch(description, /by default/, key);
+  }
+  assert.match(byFlag.get("--status")!, /\(default: on for a terminal without --debug\) \[pypxe\]$/);
+  assert.match(byFlag.get("--tftp")!, /^Enable built-in TFTP server \(default: true\)$/);
+  assert.match(byFlag.get("--syslog")!, /\(default: none\)$/);
+});
+
+Deno.test("--dump-config prints the table's defaults, and nothing else", async () => {
+  const { code, stdout } = await runPypxeOnce(["--dump-config"]);
+  assert.equal(code, 0);
+  const fromTable = Object.fromEntries(rows().map(([key, s]) => [key, s.default]));
+  assert.equal(stdout, configToJson(fromTable) + "\n");
+  assert.equal(stdout, configToJson(DEFAULTS) + "\n");
+});
+
+Deno.test("host-or-null (--syslog) takes a host name, IPv4 or IPv6 address, and nothing else", () => {
+  const host = (value: unknown) => checkValue("host-or-null", value);
+  for (
+    const ok of [
+      "syslog",
+      "log.example.com",
+      "log.example.com.",
+      "log-1.lan",
+      "10.0.0.5",
+      "::1",
+      "fe80::a00:27ff:fe4e:66a1",
+      "2001:db8:0:0:0:0:0:1",
+      "::ffff:192.0.2.1",
+      `${"a".repeat(63)}.example`,
+    ]
+  ) {
+    assert.deepEqual(host(ok), { ok: true, value: ok }, ok);
+  }
+  assert.deepEqual(host(null), { ok: true, value: null });
+  assert.deepEqual(host(""), { ok: true, value: null });
+  for (
+    const bad of [
+      "log server",
+      " syslog",
+      "syslog ",
+      "syslog\n",
+      "log\tserver",
+      "log_server",
+      "user@host",
+      "host:514",
+      "host/24",
+      "-syslog",
+      "syslog-",
+      "log..example",
+      ".",
+      "...",
+      "-",
+      "300.1.1.1",
+      "1.2.3",
+      "10",
+      ":::",
+      "1::2::3",
+      "1:2:3:4:5:6:7:8:9",
+      "12345::1",
+      "::ffff:300.0.0.1",
+      "fe80::1%eth0",
+      `${"a".repeat(64)}.example`,
+      `${"abc.".repeat(64)}com`,
+      "syslög",
+      42,
+      true,
+    ]
+  ) {
+    const checked = host(bad);
+    assert.equal(checked.ok, false, JSON.stringify(bad));
+    if (!checked.ok) assert.match(checked.reason, /^expected a host name or IP address, got /);
+  }
+  throwsConfig(
+    () => build(["--syslog", "log server"]),
+    /^SYSLOG_SERVER \(--syslog\): expected a host name or IP address, got "log server"$/,
+  );
+  throwsConfig(
+    () => parseConfigJson(`{"SYSLOG_SERVER": "log server"}`, "c.json"),
+    /^c\.json: SYSLOG_SERVER: expected a host name or IP address, got "log server"$/,
+  );
+  assert.equal(build(["--syslog", "log.lan"]).SYSLOG_SERVER, "log.lan");
+  assert.equal(build([], `{"SYSLOG_SERVER": null}`).SYSLOG_SERVER, null);
 });
