@@ -34,9 +34,17 @@ Deno.test({
       const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const port = (l.addr as Deno.NetAddr).port;
       l.close();
-      const inner =
+      // wait for the NBD port (it opens once the copy is done) instead of a fixed sleep: under load the
+      // copy can take longer than any fixed guess
+      const runner = join(dir, "run.sh");
+      await Deno.writeTextFile(
+        runner,
         `${Deno.execPath()} run -P --no-prompt ${main} --no-tftp --nbd ${image} --nbd-copy-to-ram ` +
-        `--nbd-server 127.0.0.1 --nbd-port ${port} & P=$!; sleep 4; kill -TERM $P; wait $P`;
+          `--nbd-server 127.0.0.1 --nbd-port ${port} & P=$!\n` +
+          `for i in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && break; sleep 0.1; done\n` +
+          `kill -TERM $P; wait $P\n`,
+      );
+      const inner = `bash ${runner}`;
       const out = await new Deno.Command("script", {
         args: ["-qfec", inner, "/dev/null"],
         env: { NO_COLOR: "1", TERM: "xterm" },
