@@ -18,9 +18,9 @@ import {
   type PxeConfig,
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
-import { type ConnectionCaps, connectionCaps, describeCaps, openFileLimit } from "./limits.ts";
+import { type ConnectionCaps, connectionCaps, openFileLimit } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
-import { NetbootError, NetbootFs, piSizeWarnings } from "./netboot/fs.ts";
+import { NetbootError, NetbootFs } from "./netboot/fs.ts";
 import { BootFiles } from "./netboot/files.ts";
 import {
   guardProcess,
@@ -33,7 +33,6 @@ import {
   StartupError,
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
-import { bootFileFor, type ClientInfo, policyOptionsFrom, SHIM_FILE } from "./dhcp/policy.ts";
 import { createDhcpService } from "./dhcp/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
@@ -42,6 +41,7 @@ import { dropPrivileges, type Ids, lookupIds } from "./privilege.ts";
 import { StatusBoard } from "./status.ts";
 import { TtyStatusView } from "./status_tty.ts";
 import { VERSION } from "./version.ts";
+import { banner, startupWarnings } from "./banner.ts";
 
 /** Where the program writes; tests pass their own. */
 export interface AppIo {
@@ -67,13 +67,66 @@ export const SERVICE_FACTORIES: ServiceFactory[] = [
   createNbdService,
 ];
 
+/** What the command line asks for, once parsed and validated. */
+interface Request {
+  readonly built: BuiltConfig;
+  readonly staticLeases: StaticLeases;
+  readonly checkOnly: boolean;
+  readonly autoNotes: string[];
+  readonly ids?: Ids;
+}
+
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
-  let built: BuiltConfig;
-  let staticLeases: StaticLeases = new Map();
-  let checkOnly = false;
-  let autoNotes: string[] = [];
-  let ids: Ids | undefined;
+  const request = await readRequest(args, io);
+  if (typeof request === "number") return request;
+  const { config } = request.built;
+  // with the live table on, every log line goes through it (erase table, print line, redraw)
+  let view: TtyStatusView | null = null;
+  const showStatus = request.built.explicit.has("STATUS")
+    ? config.STATUS
+    : config.MODE_DEBUG === "" && !request.checkOnly && isTerminal(Deno.stderr);
+  await setupLogging({
+    write: showStatus ? (line) => view ? view.writeLog(line) : writeErr(line + "\n") : undefined,
+    debug: config.MODE_DEBUG,
+    verbose: config.MODE_VERBOSE,
+    syslog: config.SYSLOG_SERVER ? { host: config.SYSLOG_SERVER, port: config.SYSLOG_PORT } : null,
+  });
+  const log = getLogger(MAIN_CATEGORY);
+  try {
+    for (const note of request.autoNotes) log.info(note);
+    for (const warning of request.built.warnings) log.warn(warning);
+    const netboot = await openNetboot(config);
+    if (typeof netboot === "number") return netboot;
+    if (request.checkOnly) return await checkOnly(config, netboot, request.staticLeases, io);
+
+    const events = new BootEvents();
+    const unsubscribe = logBootEvents(events);
+    const status = new StatusBoard(events);
+    const started = await startServices(request, netboot, events, status);
+    if (typeof started === "number") return started;
+    const { group, services, caps } = started;
+    // listen for signals before saying "ready", so a signal right after it is handled
+    const stopped = runUntilSignal(group, { signal: io.signal });
+    const unguard = guardProcess();
+    for (const warning of await startupWarnings(config, netboot)) log.warn(warning);
+    for (const line of await banner(request.built, netboot, services, caps)) log.info(line);
+    if (showStatus) view = new TtyStatusView(status, writeErr);
+    io.onReady?.(group);
+    await stopped;
+    unguard();
+    view?.close();
+    view = null;
+    unsubscribe();
+    status.close();
+    return 0;
+  } finally {
+    await teardownLogging();
+  }
+}
+
+/** Parses the command line and everything it names; answers --help/--version/--dump-* itself. */
+async function readRequest(args: readonly string[], io: AppIo): Promise<Request | number> {
   try {
     const request = parseArgs(args);
     if (request.help) {
@@ -98,12 +151,14 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     const auto = await applyAuto(file.values, request.flags, io);
     if (typeof auto === "number") return auto;
-    built = buildConfig({ file: file.values, flags: auto.flags });
-    autoNotes = auto.notes;
-    if (built.config.STATIC_CONFIG !== "") staticLeases = await loadStaticLeases(built.config.STATIC_CONFIG);
-    checkOnly = request.check;
-    if (built.config.USER !== "") ids = lookupIds(built.config.USER, built.config.GROUP || undefined);
-    else if (built.config.GROUP !== "") throw new ConfigError("--group needs --user");
+    const built = buildConfig({ file: file.values, flags: auto.flags });
+    const { config } = built;
+    const staticLeases = config.STATIC_CONFIG !== ""
+      ? await loadStaticLeases(config.STATIC_CONFIG)
+      : new Map();
+    if (config.USER === "" && config.GROUP !== "") throw new ConfigError("--group needs --user");
+    const ids = config.USER !== "" ? lookupIds(config.USER, config.GROUP || undefined) : undefined;
+    return { built, staticLeases, checkOnly: request.check, autoNotes: auto.notes, ids };
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr(`pypxe: error: ${err.message}\n`);
@@ -111,103 +166,91 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     }
     throw err;
   }
-  const { config } = built;
-  // with the live table on, every log line goes through it (erase table, print line, redraw)
-  let view: TtyStatusView | null = null;
-  const showStatus = built.explicit.has("STATUS")
-    ? config.STATUS
-    : config.MODE_DEBUG === "" && !checkOnly && isTerminal(Deno.stderr);
-  await setupLogging({
-    write: showStatus ? (line) => view ? view.writeLog(line) : writeErr(line + "\n") : undefined,
-    debug: config.MODE_DEBUG,
-    verbose: config.MODE_VERBOSE,
-    syslog: config.SYSLOG_SERVER ? { host: config.SYSLOG_SERVER, port: config.SYSLOG_PORT } : null,
-  });
-  const log = getLogger(MAIN_CATEGORY);
+}
+
+/** The netboot tree: `--netboot-dir` over the embedded one (a missing default dir is no error). */
+async function openNetboot(config: PxeConfig): Promise<NetbootFs | number> {
   try {
-    for (const note of autoNotes) log.info(note);
-    for (const warning of built.warnings) log.warn(warning);
-    let netboot: NetbootFs;
+    const overlay = config.NETBOOT_DIR === DEFAULTS.NETBOOT_DIR && !(await exists(config.NETBOOT_DIR))
+      ? undefined
+      : config.NETBOOT_DIR;
+    return await NetbootFs.open({ overlay });
+  } catch (err) {
+    if (!(err instanceof NetbootError)) throw err;
+    getLogger(MAIN_CATEGORY).error(`--netboot-dir ${err.message}`);
+    return 2;
+  }
+}
+
+/** `--check`: the report on stdout; 0 when all is well, 1 with the problems. */
+async function checkOnly(
+  config: PxeConfig,
+  netboot: NetbootFs,
+  staticLeases: StaticLeases,
+  io: AppIo,
+): Promise<number> {
+  const report = await runCheck({ config, netboot });
+  io.stdout(report.lines.join("\n") + "\n");
+  const notes = [...report.notes, ...await startupWarnings(config, netboot)];
+  for (const note of notes) io.stdout(`note: ${note}\n`);
+  if (report.problems.length === 0) {
+    io.stdout(`check: ok${staticLeases.size > 0 ? ` (${staticLeases.size} static leases)` : ""}\n`);
+    return 0;
+  }
+  io.stdout(
+    `check: ${report.problems.length} problem(s):\n${report.problems.map((p) => `  - ${p}`).join("\n")}\n`,
+  );
+  return 1;
+}
+
+/** Builds and starts the enabled services, then drops root if asked; an exit code when that fails. */
+async function startServices(
+  request: Request,
+  netboot: NetbootFs,
+  events: BootEvents,
+  status: StatusBoard,
+): Promise<{ group: ServiceGroup; services: Service[]; caps: ConnectionCaps } | number> {
+  const { config } = request.built;
+  const log = getLogger(MAIN_CATEGORY);
+  const caps = connectionCaps(openFileLimit(), {
+    http: config.HTTP_MAX_CONNECTIONS,
+    nbd: config.NBD_MAX_CONNECTIONS,
+  });
+  const files = new BootFiles({
+    netboot,
+    httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
+    advertiseHost: advertisedHost(config),
+  });
+  const ctx: ServiceContext = {
+    config,
+    netboot,
+    files,
+    events,
+    staticLeases: request.staticLeases,
+    status,
+    caps,
+  };
+  const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
+  const group = new ServiceGroup(services);
+  try {
+    await group.start();
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    log.error(err.message);
+    return 1;
+  }
+  if (request.ids !== undefined) {
     try {
-      const overlay = config.NETBOOT_DIR === DEFAULTS.NETBOOT_DIR && !(await exists(config.NETBOOT_DIR))
-        ? undefined
-        : config.NETBOOT_DIR;
-      netboot = await NetbootFs.open({ overlay });
+      const stateFiles = [config.LEASES_FILE].filter((f) => f !== "");
+      for (const note of dropPrivileges(request.ids, { stateFiles })) log.warn(note);
+      log.info(`dropped root: now uid ${request.ids.uid} gid ${request.ids.gid}`);
     } catch (err) {
-      if (err instanceof NetbootError) {
-        log.error(`--netboot-dir ${err.message}`);
-        return 2;
-      }
-      throw err;
-    }
-    if (checkOnly) {
-      const report = await runCheck({ config, netboot });
-      io.stdout(report.lines.join("\n") + "\n");
-      const notes = [...report.notes, ...await startupWarnings(config, netboot)];
-      for (const note of notes) io.stdout(`note: ${note}\n`);
-      if (report.problems.length === 0) {
-        io.stdout(`check: ok${staticLeases.size > 0 ? ` (${staticLeases.size} static leases)` : ""}\n`);
-        return 0;
-      }
-      io.stdout(
-        `check: ${report.problems.length} problem(s):\n${
-          report.problems.map((p) => `  - ${p}`).join("\n")
-        }\n`,
-      );
+      log.error(`--user ${config.USER}: ${err instanceof Error ? err.message : err}`);
+      await group.stop();
       return 1;
     }
-    const events = new BootEvents();
-    const unsubscribe = logBootEvents(events);
-    const status = new StatusBoard(events);
-    const caps = connectionCaps(openFileLimit(), {
-      http: config.HTTP_MAX_CONNECTIONS,
-      nbd: config.NBD_MAX_CONNECTIONS,
-    });
-    const files = new BootFiles({
-      netboot,
-      httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
-      advertiseHost: advertisedHost(config),
-    });
-    const ctx: ServiceContext = { config, netboot, files, events, staticLeases, status, caps };
-    const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
-    const group = new ServiceGroup(services);
-    try {
-      await group.start();
-    } catch (err) {
-      if (err instanceof StartupError) {
-        log.error(err.message);
-        return 1;
-      }
-      throw err;
-    }
-    if (ids !== undefined) {
-      try {
-        const stateFiles = [config.LEASES_FILE].filter((f) => f !== "");
-        for (const note of dropPrivileges(ids, { stateFiles })) log.warn(note);
-        log.info(`dropped root: now uid ${ids.uid} gid ${ids.gid}`);
-      } catch (err) {
-        log.error(`--user ${config.USER}: ${err instanceof Error ? err.message : err}`);
-        await group.stop();
-        return 1;
-      }
-    }
-    // listen for signals before saying "ready", so a signal right after it is handled
-    const stopped = runUntilSignal(group, { signal: io.signal });
-    const unguard = guardProcess();
-    for (const warning of await startupWarnings(config, netboot)) log.warn(warning);
-    for (const line of await banner(built, netboot, services, caps)) log.info(line);
-    if (showStatus) view = new TtyStatusView(status, writeErr);
-    io.onReady?.(group);
-    await stopped;
-    unguard();
-    view?.close();
-    view = null;
-    unsubscribe();
-    status.close();
-    return 0;
-  } finally {
-    await teardownLogging();
   }
+  return { group, services, caps };
 }
 
 /**
@@ -274,98 +317,4 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Client types shown in the banner, as the DHCP policy sees them. */
-const BANNER_CLIENTS: readonly [string, ClientInfo][] = [
-  ["BIOS", { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: false }],
-  ["UEFI x64", { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003000", ipxe: false }],
-  ["UEFI HTTP", { arch: 16, vendorClass: "HTTPClient:Arch:00016:UNDI:003000", ipxe: false }],
-  ["iPXE BIOS", { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: true }],
-  ["iPXE UEFI", { arch: 7, vendorClass: "PXEClient:Arch:00007:UNDI:003010", ipxe: true }],
-  ["ARM64 UEFI", { arch: 11, vendorClass: "PXEClient:Arch:00011:UNDI:003000", ipxe: false }],
-];
-
-/** Banner rows left out when their file is missing and the user did not configure one. */
-const OPTIONAL_BANNER_ROWS: Record<string, (c: PxeConfig) => boolean> = {
-  "ARM64 UEFI": (c) => c.NETBOOT_FILE_ARM64 !== "",
-};
-
-/** "BIOS: pxelinux.0, UEFI x64: ipxe.efi (missing), ..." from the policy and the tree. */
-async function bootFilesLine(config: PxeConfig, netboot: NetbootFs): Promise<string> {
-  const policy = policyOptionsFrom(config);
-  const parts: string[] = [];
-  for (const [label, client] of BANNER_CLIENTS) {
-    const file = bootFileFor(client, policy).file;
-    if (file === undefined) continue;
-    let missing = "";
-    if (!/^[a-z]+:\/\//.test(file)) {
-      missing = await netboot.resolve(file).then(() => "", () => " (missing: run deno task netboot)");
-      if (missing !== "" && OPTIONAL_BANNER_ROWS[label]?.(config) === false) continue;
-    }
-    parts.push(`${label}: ${file}${missing}`);
-  }
-  return parts.join(", ");
-}
-
-/**
- * What the tree lacks for the configured clients: the Secure Boot chain's files (and GRUB's proxyDHCP
- * limit), and files too big for a Raspberry Pi.
- */
-export async function startupWarnings(config: PxeConfig, netboot: NetbootFs): Promise<string[]> {
-  const warnings: string[] = [];
-  if (config.SECURE_BOOT) {
-    const missing: string[] = [];
-    for (const [file, pkg] of [[SHIM_FILE, "shim-signed"], ["grubx64.efi", "grub-efi-amd64-signed"]]) {
-      if (config.NETBOOT_FILE_EFI64 !== "" && file === SHIM_FILE) continue;
-      if (!(await netboot.resolve(file).then(() => true, () => false))) missing.push(`${file} (${pkg})`);
-    }
-    if (missing.length > 0) {
-      warnings.push(
-        `--secure-boot: ${
-          missing.join(", ")
-        } not in the netboot tree: install the packages and run deno task netboot`,
-      );
-    }
-    if (config.USE_DHCP && config.DHCP_MODE_PROXY) {
-      warnings.push(
-        "--secure-boot with proxyDHCP: shim loads GRUB from pypxe, but Debian's GRUB 2.06 reads its " +
-          "server from the other DHCP server's answer: set that server's next-server to " +
-          `${config.DHCP_FILESERVER}, or use --dhcp`,
-      );
-    }
-  }
-  if (config.USE_TFTP) warnings.push(...await piSizeWarnings(netboot));
-  return warnings;
-}
-
-/** The start-up banner lines: version, services and endpoints, netboot root and its boot files. */
-export async function banner(
-  built: BuiltConfig,
-  netboot: NetbootFs,
-  services: readonly Service[],
-  caps?: ConnectionCaps,
-): Promise<string[]> {
-  const { config, iface } = built;
-  const lines = [`pypxe ${VERSION}`];
-  for (const service of services) lines.push(`  ${service.name.padEnd(5)} ${service.endpoints().join(", ")}`);
-  if (services.length === 0) lines.push("  no services enabled (--no-tftp without --dhcp/--http/--nbd)");
-  lines.push(`  netboot: ${netboot.describe()}`);
-  lines.push(`  boot files: ${await bootFilesLine(config, netboot)}`);
-  if (config.USE_DHCP) {
-    const mode = config.DHCP_MODE_PROXY
-      ? "proxyDHCP"
-      : `range ${config.DHCP_OFFER_BEGIN}-${config.DHCP_OFFER_END}`;
-    const via = iface
-      ? ` on ${iface.name} (${iface.reason === "--interface" ? "--interface" : "the only IPv4 interface"})`
-      : "";
-    lines.push(
-      `  dhcp: server ${config.DHCP_SERVER_IP}/${config.DHCP_SUBNET}${via}, ${mode}, boot file ${config.NETBOOT_FILE}`,
-    );
-  }
-  if (caps !== undefined && services.some((s) => s.name !== "dhcp")) {
-    lines.push(`  limits: ${describeCaps(caps)}`);
-  }
-  lines.push("ready");
-  return lines;
 }

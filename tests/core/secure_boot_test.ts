@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { FS, HTTP, IPXE, IPXE_HTTP, PLAIN } from "../dhcp/helpers.ts";
 import { join } from "node:path";
-import { type AppIo, runPypxe, startupWarnings } from "../../src/app.ts";
+import { type AppIo, runPypxe } from "../../src/app.ts";
+import { startupWarnings } from "../../src/banner.ts";
 import { parseArgs } from "../../src/cli.ts";
 import {
   buildConfig,
