@@ -1,6 +1,7 @@
 /**
  * Lifecycle: the `Service` shape every protocol server has, starting the enabled services together,
- * the start-up banner, and graceful shutdown on signals.
+ * graceful shutdown on signals, the process guard against uncaught errors, and the per-boot log lines.
+ * (The start-up banner is in `banner.ts`.)
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -89,7 +90,7 @@ export class ServiceGroup {
     for (const service of this.#started) await service.reload?.();
   }
 
-  /** The running services. */
+  /** Every service of the group, in start order (started or not). */
   get services(): readonly Service[] {
     return this.#services;
   }
