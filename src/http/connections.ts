@@ -12,79 +12,28 @@
  * - an accept loop that never ends while running: out of descriptors (EMFILE/ENFILE) it closes the
  *   oldest waiting connection and backs off; if the listener itself fails it is bound again.
  *
- * The handler gets a standard `Request` and returns a `Response`, as with Deno.serve.
+ * The bytes of each connection (request heads and bodies, responses) are `exchange.ts`'s.
  * @module
  */
 import { backoff, isResourceExhaustion } from "../limits.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
-  bodyFraming,
-  encodeResponseHead,
-  findHeadEnd,
-  headerValue,
-  HttpWireError,
-  MAX_HEAD_BYTES,
-  parseRequestHead,
-  type RequestHead,
-  statusHasNoBody,
-  wantsKeepAlive,
-} from "./wire.ts";
+  errText,
+  type ExchangeContext,
+  HttpConnection,
+  type HttpHandler,
+  type Phase,
+  type Reply,
+} from "./exchange.ts";
 
-/**
- * A request as the handler sees it: method, raw target and header lookup, parsed once. Building a
- * standard `Request` costs more than serving a small file from memory, so it is made only on demand
- * ({@linkcode IncomingRequest.request}).
- */
-export interface IncomingRequest {
-  readonly method: string;
-  /** The request target exactly as sent (`Request.url` would normalise `/../x` to `/x`). */
-  readonly target: string;
-  /** Header lookup by (case-insensitive) name; repeated fields are joined with `, `. */
-  readonly headers: { get(name: string): string | null };
-  /** The same request as a standard `Request` (with its body), built on first use. */
-  request(): Request;
-}
-
-/** A response with its whole body in memory: written without a stream. */
-export interface RawResponse {
-  readonly raw: true;
-  readonly status: number;
-  /** Field names in lower case; `content-length` is set from `body`. */
-  readonly headers: readonly (readonly [string, string])[];
-  readonly body: Uint8Array | null;
-}
-
-/** What a handler answers. */
-export type Reply = Response | RawResponse;
-
-/** What the handler learns about the connection, as in Deno.serve. */
-export interface ServeInfo {
-  readonly remoteAddr: Deno.NetAddr;
-  /** Resolves when the response was sent completely; rejects when the connection ended first. */
-  readonly completed: Promise<void>;
-}
-
-/** A request handler. */
-export type HttpHandler = (req: IncomingRequest, info: ServeInfo) => Reply | Promise<Reply>;
-
-/** A {@linkcode RawResponse}. */
-export function rawResponse(
-  status: number,
-  headers: readonly (readonly [string, string])[],
-  body: Uint8Array | null,
-): RawResponse {
-  return { raw: true, status, headers, body };
-}
-
-class HeaderList {
-  constructor(readonly fields: readonly [string, string][]) {}
-  get(name: string): string | null {
-    const key = name.toLowerCase();
-    let out: string | null = null;
-    for (const [n, v] of this.fields) if (n === key) out = out === null ? v : `${out}, ${v}`;
-    return out;
-  }
-}
+export {
+  type HttpHandler,
+  type IncomingRequest,
+  type RawResponse,
+  rawResponse,
+  type Reply,
+  type ServeInfo,
+} from "./exchange.ts";
 
 /** Options of {@linkcode HttpConnections}. */
 export interface HttpConnectionsOptions {
@@ -111,64 +60,37 @@ export interface HttpConnectionsOptions {
   readonly listen?: (opts: Deno.TcpListenOptions & { transport?: "tcp" }) => Deno.Listener;
 }
 
-type Phase = "head" | "idle" | "busy";
-
-interface Conn {
-  readonly conn: Deno.Conn;
-  readonly remote: Deno.NetAddr;
-  buf: Uint8Array;
-  len: number;
-  phase: Phase;
-  /** performance.now() when the current phase began. */
-  since: number;
-  /** performance.now() when the pending write began, 0 when none is pending. */
-  writeSince: number;
-  closed: boolean;
-  /** Why the server closed it, for the handler's `completed` and the counters. */
-  closedBy: "timed-out" | "refused" | "stopping" | null;
-}
-
-const INITIAL_BUFFER = 1024;
-const INLINE_BODY_MAX = 64 * 1024;
-const encoder = new TextEncoder();
-const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
-const CHUNK_END = encoder.encode("\r\n");
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-
-let dateSecond = -1;
-let dateText = "";
-/** The `date` header, formatted once a second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
-
 /** HTTP/1.1 connections with caps and timeouts; see the module doc. */
 export class HttpConnections {
   readonly #o: HttpConnectionsOptions;
   #listener: Deno.Listener | null = null;
   #acceptLoop: Promise<void> | null = null;
-  readonly #all = new Map<Conn, Promise<void>>();
+  readonly #all = new Map<HttpConnection, Promise<void>>();
   /** Connections waiting for a request head, oldest first. */
-  readonly #heads = new Set<Conn>();
+  readonly #heads = new Set<HttpConnection>();
   /** Keep-alive connections between requests, oldest first. */
-  readonly #idles = new Set<Conn>();
+  readonly #idles = new Set<HttpConnection>();
   /** Connections with a response under way. */
-  readonly #busy = new Set<Conn>();
+  readonly #busy = new Set<HttpConnection>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
   /** The port bound first (a rebind after a failure reuses it, also when 0 was asked for). */
   #boundPort = 0;
   #stopAccepting = new AbortController();
 
+  /** What every connection of this server is given. */
+  readonly #exchange: ExchangeContext;
+
   /** Creates the layer; nothing is bound until {@linkcode start}. */
   constructor(opts: HttpConnectionsOptions) {
     this.#o = opts;
+    this.#exchange = {
+      handler: opts.handler,
+      onError: opts.onError,
+      log: opts.log,
+      maxBodyBytes: opts.maxBodyBytes,
+      stopping: () => this.#stopping,
+    };
   }
 
   /** The bound port. */
@@ -286,17 +208,7 @@ export class HttpConnections {
         this.#dropped("refused", conn.remoteAddr as Deno.NetAddr, "refused: every connection is busy");
         continue;
       }
-      const c: Conn = {
-        conn,
-        remote: conn.remoteAddr as Deno.NetAddr,
-        buf: new Uint8Array(INITIAL_BUFFER),
-        len: 0,
-        phase: "head",
-        since: performance.now(),
-        writeSince: 0,
-        closed: false,
-        closedBy: null,
-      };
+      const c = new HttpConnection(conn, this.#exchange);
       this.#heads.add(c);
       this.#all.set(c, this.#serve(c));
     }
@@ -339,7 +251,7 @@ export class HttpConnections {
     }
   }
 
-  #setPhase(c: Conn, phase: Phase): void {
+  #setPhase(c: HttpConnection, phase: Phase): void {
     this.#heads.delete(c);
     this.#idles.delete(c);
     this.#busy.delete(c);
@@ -349,23 +261,21 @@ export class HttpConnections {
     (phase === "head" ? this.#heads : phase === "idle" ? this.#idles : this.#busy).add(c);
   }
 
-  #close(c: Conn, by: Conn["closedBy"]): void {
-    if (c.closed) return;
-    c.closed = true;
-    c.closedBy ??= by;
+  #close(c: HttpConnection, by: HttpConnection["closedBy"]): void {
     this.#heads.delete(c);
     this.#idles.delete(c);
     this.#busy.delete(c);
-    closeQuietly(c.conn);
+    c.close(by);
   }
 
-  async #serve(c: Conn): Promise<void> {
+  async #serve(c: HttpConnection): Promise<void> {
+    const toHead = () => this.#setPhase(c, "head");
     try {
       while (!c.closed) {
-        const head = await this.#readHead(c);
+        const head = await c.readHead(toHead);
         if (head === null) return;
         this.#setPhase(c, "busy");
-        const keep = await this.#exchange(c, head);
+        const keep = await c.exchange(head);
         if (!keep || this.#stopping) return;
         this.#setPhase(c, c.len > 0 ? "head" : "idle");
       }
@@ -376,300 +286,11 @@ export class HttpConnections {
       this.#all.delete(c);
     }
   }
-
-  /** Reads until a whole head is buffered; returns its bytes (removed from the buffer) or null at EOF. */
-  async #readHead(c: Conn): Promise<Uint8Array | null> {
-    let scanned = 0;
-    for (;;) {
-      const end = findHeadEnd(c.buf, c.len, scanned);
-      if (end >= 0) return this.#take(c, end);
-      scanned = c.len;
-      if (c.len >= MAX_HEAD_BYTES) {
-        await this.#fail(c, new HttpWireError(431, "request head too large"));
-        return null;
-      }
-      if (!(await this.#fill(c))) return null;
-      if (c.phase === "idle") this.#setPhase(c, "head"); // the header timeout starts at the first byte
-    }
-  }
-
-  /** Reads more bytes into the buffer (growing it); false at EOF or when the connection was closed. */
-  async #fill(c: Conn): Promise<boolean> {
-    if (c.len === c.buf.length) {
-      const bigger = new Uint8Array(Math.min(Math.max(c.buf.length * 4, INITIAL_BUFFER), MAX_HEAD_BYTES * 2));
-      bigger.set(c.buf.subarray(0, c.len));
-      c.buf = bigger;
-    }
-    let n: number | null;
-    try {
-      n = await c.conn.read(c.buf.subarray(c.len));
-    } catch {
-      return false; // reset by the peer, or closed by a timeout or eviction
-    }
-    if (n === null || c.closed) return false;
-    c.len += n;
-    return true;
-  }
-
-  /** Removes and returns the first `n` buffered bytes. */
-  #take(c: Conn, n: number): Uint8Array {
-    const out = c.buf.slice(0, n);
-    c.buf.copyWithin(0, n, c.len);
-    c.len -= n;
-    return out;
-  }
-
-  /** One request and its response; true when the connection stays open. */
-  async #exchange(c: Conn, headBytes: Uint8Array): Promise<boolean> {
-    let head: RequestHead;
-    let body: Uint8Array | null = null;
-    try {
-      head = parseRequestHead(headBytes);
-      const framing = bodyFraming(head);
-      if (framing.kind === "chunked") throw new HttpWireError(411, "send the body with a Content-Length");
-      if (framing.kind === "length") {
-        const max = this.#o.maxBodyBytes ?? 1 << 20;
-        if (framing.length > max) throw new HttpWireError(413, `request body over ${max} bytes`);
-        if (headerValue(head, "expect")?.toLowerCase() === "100-continue" && c.len < framing.length) {
-          await this.#write(c, CONTINUE);
-        }
-        while (c.len < framing.length) {
-          if (c.buf.length < framing.length) {
-            const bigger = new Uint8Array(framing.length);
-            bigger.set(c.buf.subarray(0, c.len));
-            c.buf = bigger;
-          }
-          if (!(await this.#fill(c))) return false;
-        }
-        body = this.#take(c, framing.length);
-      }
-    } catch (err) {
-      if (!(err instanceof HttpWireError)) throw err;
-      await this.#fail(c, err);
-      return false;
-    }
-
-    if (!head.target.startsWith("/") && !/^https?:\/\//i.test(head.target)) {
-      await this.#fail(c, new HttpWireError(400, "malformed request target"));
-      return false;
-    }
-    let built: Request | undefined;
-    const incoming: IncomingRequest = {
-      method: head.method,
-      target: head.target,
-      headers: new HeaderList(head.headers),
-      request: () => built ??= this.#request(head, body),
-    };
-    let settle!: { resolve: () => void; reject: (err: Error) => void };
-    const completed = new Promise<void>((resolve, reject) => settle = { resolve, reject });
-    completed.catch(() => {}); // a handler that never looks must not see an unhandled rejection
-    let response: Reply;
-    try {
-      response = await this.#o.handler(incoming, { remoteAddr: c.remote, completed });
-    } catch (err) {
-      response = this.#o.onError(err);
-    }
-    const keep = wantsKeepAlive(head) && !this.#stopping;
-    const sent = await this.#respond(c, head, response, keep);
-    if (sent.ok) settle.resolve();
-    else settle.reject(new Deno.errors.ConnectionReset("connection closed before the response was sent"));
-    return sent.ok && sent.keep;
-  }
-
-  /** The standard `Request`; throws when the URL or a field is invalid (the handler then answers 500). */
-  #request(head: RequestHead, body: Uint8Array | null): Request {
-    let url = head.target;
-    if (head.target.startsWith("/")) {
-      const host = headerValue(head, "host");
-      const safe = host !== null && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? host : "localhost";
-      url = `http://${safe}${head.target}`;
-    }
-    const withBody = body !== null && head.method !== "GET" && head.method !== "HEAD";
-    return new Request(url, {
-      method: head.method,
-      headers: head.headers,
-      body: withBody ? body as Uint8Array<ArrayBuffer> : undefined,
-    });
-  }
-
-  /** Answers a malformed request and ends the connection. */
-  async #fail(c: Conn, err: HttpWireError): Promise<void> {
-    this.#o.log.note(
-      "malformed",
-      "debug",
-      `${c.remote.hostname}:${c.remote.port}: ${err.status} ${err.message}`,
-      "malformed requests",
-    );
-    const text = encoder.encode(`${err.status} ${err.message}\n`);
-    const headBytes = encodeResponseHead(err.status, [
-      ["content-type", "text/plain; charset=utf-8"],
-      ["content-length", String(text.length)],
-      ["date", httpDate()],
-      ["connection", "close"],
-    ]);
-    await this.#write(c, concat(headBytes, text));
-  }
-
-  /** Writes `response`; `ok` false when the connection failed before the end. */
-  async #respond(
-    c: Conn,
-    req: RequestHead,
-    response: Reply,
-    wantKeep: boolean,
-  ): Promise<{ ok: boolean; keep: boolean }> {
-    if ("raw" in response) return { ok: await this.#respondRaw(c, req, response, wantKeep), keep: wantKeep };
-    const status = response.status;
-    const isHead = req.method === "HEAD";
-    const headers: [string, string][] = [];
-    let length: number | null = null;
-    for (const [name, value] of response.headers) {
-      if (name === "content-length") {
-        if (/^\d{1,15}$/.test(value)) length = Number(value);
-      } else if (name !== "connection" && name !== "transfer-encoding" && name !== "keep-alive") {
-        headers.push([name, value]);
-      }
-    }
-    headers.push(["date", httpDate()]);
-    const body = response.body;
-    let keep = wantKeep;
-    let framing: "none" | "length" | "chunked" | "close";
-    if (statusHasNoBody(status)) {
-      framing = "none";
-      if (status === 304 && length !== null) headers.push(["content-length", String(length)]);
-    } else if (length !== null) {
-      framing = isHead ? "none" : "length";
-      headers.push(["content-length", String(length)]);
-    } else if (body === null) {
-      framing = "none";
-      headers.push(["content-length", "0"]);
-    } else if (isHead) {
-      framing = "none"; // like Deno.serve: HEAD of a stream of unknown length carries no length
-    } else if (req.minor === 1) {
-      framing = "chunked";
-      headers.push(["transfer-encoding", "chunked"]);
-    } else {
-      framing = "close";
-      keep = false;
-    }
-    if (!keep) headers.push(["connection", "close"]);
-    else if (req.minor === 0) headers.push(["connection", "keep-alive"]);
-    const headBytes = encodeResponseHead(status, headers);
-
-    if (framing === "none" || body === null) {
-      body?.cancel().catch(() => {});
-      return { ok: await this.#write(c, headBytes), keep };
-    }
-    if (framing === "length" && length !== null && length <= INLINE_BODY_MAX) {
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(await response.arrayBuffer());
-      } catch (err) {
-        this.#o.log.note("body-failed", "warn", `response body failed: ${errText(err)}`);
-        return { ok: false, keep: false };
-      }
-      if (bytes.length !== length) return { ok: false, keep: false };
-      return { ok: await this.#write(c, concat(headBytes, bytes)), keep };
-    }
-    if (!(await this.#write(c, headBytes))) {
-      body.cancel().catch(() => {});
-      return { ok: false, keep: false };
-    }
-    return await this.#pipe(c, body, framing, length, keep);
-  }
-
-  /** Writes a response whose body is in memory: head and body in one write. */
-  #respondRaw(c: Conn, req: RequestHead, response: RawResponse, keep: boolean): Promise<boolean> {
-    const { status, body } = response;
-    const headers: (readonly [string, string])[] = [...response.headers, ["date", httpDate()]];
-    const noBody = statusHasNoBody(status);
-    // an explicit length (HEAD of a file not held in memory) wins over the body's
-    if (!noBody && !response.headers.some(([name]) => name === "content-length")) {
-      headers.push(["content-length", String(body?.length ?? 0)]);
-    }
-    if (!keep) headers.push(["connection", "close"]);
-    else if (req.minor === 0) headers.push(["connection", "keep-alive"]);
-    const headBytes = encodeResponseHead(status, headers);
-    if (noBody || req.method === "HEAD" || body === null || body.length === 0) {
-      return this.#write(c, headBytes);
-    }
-    // one write for small bodies; big ones are not copied just to save a write
-    if (body.length <= INLINE_BODY_MAX) return this.#write(c, concat(headBytes, body));
-    return this.#write(c, headBytes).then((ok) => ok && this.#write(c, body));
-  }
-
-  /** Streams a body; a stream error or a short/long body ends the connection (the client sees it cut). */
-  async #pipe(
-    c: Conn,
-    body: ReadableStream<Uint8Array>,
-    framing: "length" | "chunked" | "close",
-    length: number | null,
-    keep: boolean,
-  ): Promise<{ ok: boolean; keep: boolean }> {
-    const reader = body.getReader();
-    let sent = 0;
-    try {
-      for (;;) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await reader.read();
-        } catch {
-          return { ok: false, keep: false }; // the body failed (file stalled, server stopping)
-        }
-        if (chunk.done) break;
-        const bytes = chunk.value;
-        if (bytes.length === 0) continue;
-        sent += bytes.length;
-        if (framing === "length" && length !== null && sent > length) return { ok: false, keep: false };
-        const out = framing === "chunked"
-          ? concat(encoder.encode(bytes.length.toString(16) + "\r\n"), bytes, CHUNK_END)
-          : bytes;
-        if (!(await this.#write(c, out))) {
-          reader.cancel().catch(() => {});
-          return { ok: false, keep: false };
-        }
-      }
-      if (framing === "chunked" && !(await this.#write(c, LAST_CHUNK))) return { ok: false, keep: false };
-      if (framing === "length" && sent !== length) return { ok: false, keep: false };
-      return { ok: true, keep: keep && framing !== "close" };
-    } finally {
-      reader.releaseLock();
-    }
-  }
-
-  /** Writes every byte; false when the connection failed or was closed (write timeout). */
-  async #write(c: Conn, bytes: Uint8Array): Promise<boolean> {
-    if (c.closed) return false;
-    c.writeSince = performance.now();
-    try {
-      let off = 0;
-      while (off < bytes.length) {
-        off += await c.conn.write(off === 0 ? bytes : bytes.subarray(off));
-        if (c.closed) return false;
-      }
-      return true;
-    } catch {
-      return false;
-    } finally {
-      c.writeSince = 0;
-    }
-  }
 }
 
 function first<T>(set: Set<T>): T | undefined {
   for (const item of set) return item;
   return undefined;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -678,8 +299,4 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // already closed
   }
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -3,6 +3,7 @@
  * entity tags, content types and request-target decoding. No I/O, no clocks.
  * @module
  */
+import type { NetbootFile } from "../netboot/fs.ts";
 
 /** A satisfiable byte range, inclusive `start`..`end`. */
 export interface ByteRange {
@@ -158,4 +159,33 @@ export function requestPath(url: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** What a response needs to know about a file, derived once per looked-up file object. */
+export interface FileMeta {
+  readonly etag: string;
+  readonly lastModified: string | null;
+  readonly contentType: string;
+  /** Fields of a full 200 answer (the length comes from the body). */
+  readonly fullHeaders: [string, string][];
+}
+
+const metaOf = new WeakMap<NetbootFile, FileMeta>();
+
+/** The derived response fields of `file` (computed once per file object). */
+export function fileMeta(file: NetbootFile): FileMeta {
+  let meta = metaOf.get(file);
+  if (meta === undefined) {
+    const etag = entityTag(file.size, file.mtime);
+    const lastModified = file.mtime === null ? null : file.mtime.toUTCString();
+    const contentType = contentTypeFor(file.name);
+    const fullHeaders: [string, string][] = [["content-type", contentType], ["accept-ranges", "bytes"], [
+      "etag",
+      etag,
+    ]];
+    if (lastModified !== null) fullHeaders.push(["last-modified", lastModified]);
+    meta = { etag, lastModified, contentType, fullHeaders };
+    metaOf.set(file, meta);
+  }
+  return meta;
 }

@@ -25,7 +25,8 @@ import {
   type Reply,
   type ServeInfo,
 } from "./connections.ts";
-import { contentTypeFor, entityTag, ifRangeHolds, notModified, parseRange, requestPath } from "./range.ts";
+import { type FileMeta, fileMeta, ifRangeHolds, notModified, parseRange, requestPath } from "./range.ts";
+import { reasonPhrase } from "./wire.ts";
 import { fileRangeStream } from "./stream.ts";
 
 const log = getLogger(["pypxe", "http"]);
@@ -67,15 +68,6 @@ export interface HttpServerOptions {
   listen?: (opts: Deno.TcpListenOptions & { transport?: "tcp" }) => Deno.Listener;
 }
 
-/** What a response needs to know about a file, derived once per looked-up file object. */
-interface FileMeta {
-  readonly etag: string;
-  readonly lastModified: string | null;
-  readonly contentType: string;
-  /** Fields of a full 200 answer (the length comes from the body). */
-  readonly fullHeaders: [string, string][];
-}
-
 /** A file about to be served: its lookup, derived fields and, when in memory, its bytes. */
 interface Served {
   /** The name it was asked for (forgotten when the file vanished meanwhile). */
@@ -83,26 +75,6 @@ interface Served {
   readonly file: NetbootFile;
   readonly meta: FileMeta;
   readonly body: Uint8Array | null;
-}
-
-const metaOf = new WeakMap<NetbootFile, FileMeta>();
-
-/** The derived response fields of `file` (computed once per file object). */
-function fileMeta(file: NetbootFile): FileMeta {
-  let meta = metaOf.get(file);
-  if (meta === undefined) {
-    const etag = entityTag(file.size, file.mtime);
-    const lastModified = file.mtime === null ? null : file.mtime.toUTCString();
-    const contentType = contentTypeFor(file.name);
-    const fullHeaders: [string, string][] = [["content-type", contentType], ["accept-ranges", "bytes"], [
-      "etag",
-      etag,
-    ]];
-    if (lastModified !== null) fullHeaders.push(["last-modified", lastModified]);
-    meta = { etag, lastModified, contentType, fullHeaders };
-    metaOf.set(file, meta);
-  }
-  return meta;
 }
 
 /** A finished request, for the INFO line and the boot events. */
@@ -113,22 +85,13 @@ interface Outcome {
 }
 
 const ALLOW = "GET, HEAD";
-const REASONS: Record<number, string> = {
-  400: "Bad Request",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  416: "Range Not Satisfiable",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
 
 /** A plain-text error response with a one-line body. */
 function errorResponse(status: number, detail: string, extra: Record<string, string> = {}): Reply {
   return rawResponse(
     status,
     [["content-type", "text/plain; charset=utf-8"], ...Object.entries(extra)],
-    TEXT.encode(`${status} ${REASONS[status] ?? ""}: ${detail}\n`),
+    TEXT.encode(`${status} ${reasonPhrase(status)}: ${detail}\n`),
   );
 }
 
