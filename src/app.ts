@@ -3,6 +3,7 @@
  * {@linkcode runPypxe} and exits with its code; everything here is testable in-process.
  * @module
  */
+import { errText } from "./errors.ts";
 import { getLogger } from "@logtape/logtape";
 import { chooseInterface, decideAuto, type ProbeAnswer, probeDhcpServers } from "./auto.ts";
 import { runCheck } from "./check.ts";
@@ -245,7 +246,7 @@ async function startServices(
       for (const note of dropPrivileges(request.ids, { stateFiles })) log.warn(note);
       log.info(`dropped root: now uid ${request.ids.uid} gid ${request.ids.gid}`);
     } catch (err) {
-      log.error(`--user ${config.USER}: ${err instanceof Error ? err.message : err}`);
+      log.error(`--user ${config.USER}: ${errText(err)}`);
       await group.stop();
       return 1;
     }
@@ -271,7 +272,7 @@ async function applyAuto(
   try {
     answers = await probeDhcpServers({ iface, timeoutMs });
   } catch (err) {
-    io.stderr(`pypxe: error: --auto: ${err instanceof Error ? err.message : err}\n`);
+    io.stderr(`pypxe: error: --auto: ${errText(err)}\n`);
     return 1;
   }
   const decision = decideAuto(iface, answers, timeoutMs);

@@ -7,6 +7,7 @@
  * flag parser, `--help` and `--dump-config` all derive from it; this file checks and merges values.
  * @module
  */
+import { errText } from "./errors.ts";
 import {
   broadcastOf,
   inSubnet,
@@ -212,7 +213,7 @@ export function parseConfigJson(text: string, source: string): FileConfig {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${source}: not valid JSON (${err instanceof Error ? err.message : err})`);
+    throw new ConfigError(`${source}: not valid JSON (${errText(err)})`);
   }
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new ConfigError(`${source}: expected a JSON object of settings such as {"USE_DHCP": true}`);
@@ -250,7 +251,7 @@ export function describeFsError(err: unknown): string {
   if (err instanceof Deno.errors.NotFound) return "no such file";
   if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (err instanceof Deno.errors.IsADirectory) return "is a directory";
-  return err instanceof Error ? err.message : String(err);
+  return errText(err);
 }
 
 /** The result of building the config. */

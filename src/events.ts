@@ -3,6 +3,7 @@
  * status view and /metrics subscribe to this one stream.
  * @module
  */
+import { errText } from "./errors.ts";
 import { getLogger } from "@logtape/logtape";
 
 /** The service an event came from. */
@@ -100,7 +101,7 @@ export class BootEvents {
         listener(event);
       } catch (err) {
         getLogger(["pypxe", "main"]).error("event listener failed: {err}", {
-          err: err instanceof Error ? err.message : String(err),
+          err: errText(err),
         });
       }
     }

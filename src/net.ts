@@ -3,6 +3,7 @@
  * lookup, and the one place that turns a failed bind into a clear one-line message.
  * @module
  */
+import { errText } from "./errors.ts";
 
 /** Parses dotted-quad IPv4 into an unsigned 32-bit number, or returns null. */
 export function ipToInt(ip: string): number | null {
@@ -99,5 +100,5 @@ export function describeBindError(
   if (err instanceof Deno.errors.AddrNotAvailable) {
     return `${what.service}: cannot bind ${where}: no interface has that address`;
   }
-  return `${what.service}: cannot bind ${where}: ${err instanceof Error ? err.message : String(err)}`;
+  return `${what.service}: cannot bind ${where}: ${errText(err)}`;
 }

@@ -4,6 +4,7 @@
  * (The start-up banner is in `banner.ts`.)
  * @module
  */
+import { errText } from "./errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { PxeConfig } from "./config.ts";
 import { MAIN_CATEGORY } from "./log.ts";
@@ -72,7 +73,7 @@ export class ServiceGroup {
         await service.start();
       } catch (err) {
         await this.stop();
-        throw new StartupError(err instanceof Error ? err.message : String(err));
+        throw new StartupError(errText(err));
       }
       this.#started.push(service);
     }

@@ -4,6 +4,7 @@
  * Every field is optional; MACs are accepted in any case with `:` or `-`.
  * @module
  */
+import { errText } from "./errors.ts";
 import { checkValue, ConfigError, describeFsError } from "./config.ts";
 
 /** One client's fixed settings; absent fields fall back to the global config. */
@@ -41,7 +42,7 @@ export function parseStaticLeases(text: string, source: string): StaticLeases {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${source}: not valid JSON (${err instanceof Error ? err.message : err})`);
+    throw new ConfigError(`${source}: not valid JSON (${errText(err)})`);
   }
   const binding = (data as { dhcp?: { binding?: unknown } } | null)?.dhcp?.binding;
   if (typeof binding !== "object" || binding === null || Array.isArray(binding)) {

@@ -15,10 +15,10 @@
  * The bytes of each connection (request heads and bodies, responses) are `exchange.ts`'s.
  * @module
  */
+import { closeQuietly, errText } from "../errors.ts";
 import { backoff, isResourceExhaustion } from "../limits.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
-  errText,
   type ExchangeContext,
   HttpConnection,
   type HttpHandler,
@@ -291,12 +291,4 @@ export class HttpConnections {
 function first<T>(set: Set<T>): T | undefined {
   for (const item of set) return item;
   return undefined;
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed
-  }
 }

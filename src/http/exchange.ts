@@ -4,6 +4,7 @@
  * accept loop, the caps and the timers; this file owns the bytes of one connection.
  * @module
  */
+import { errText } from "../errors.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
   bodyFraming,
@@ -434,9 +435,4 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
     off += p.length;
   }
   return out;
-}
-
-/** The message of an error, or the value as text. */
-export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

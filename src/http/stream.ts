@@ -3,6 +3,7 @@
  * once whether the body completes, the client goes away (cancel) or the client stops reading (stall).
  * @module
  */
+import { errText } from "../errors.ts";
 
 /** Bytes read per pull; a 1 MiB pull stream measured faster than `file.readable`. */
 export const CHUNK_SIZE = 1 << 20;
@@ -71,7 +72,7 @@ export function fileRangeStream(opts: FileRangeStreamOptions): ReadableStream<Ui
       try {
         if (opts.start > 0) await file.seek(opts.start, Deno.SeekMode.Start);
       } catch (err) {
-        finish(`seek failed: ${err instanceof Error ? err.message : err}`);
+        finish(`seek failed: ${errText(err)}`);
         throw err;
       }
       arm();
@@ -90,7 +91,7 @@ export function fileRangeStream(opts: FileRangeStreamOptions): ReadableStream<Ui
           filled += n;
         }
       } catch (err) {
-        finish(`read failed: ${err instanceof Error ? err.message : err}`);
+        finish(`read failed: ${errText(err)}`);
         c.error(err);
         return;
       }

@@ -32,6 +32,7 @@
  * Every field except `label` and `kernel` is optional.
  * @module
  */
+import { errText } from "../errors.ts";
 
 /** One kernel/initrd entry of the menu file. */
 export interface MenuEntry {
@@ -93,7 +94,7 @@ export function parseMenuFile(text: string): MenuFile {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new MenuFileError("(file)", `not valid JSON: ${err instanceof Error ? err.message : err}`);
+    throw new MenuFileError("(file)", `not valid JSON: ${errText(err)}`);
   }
   if (!isObject(data)) throw new MenuFileError("(file)", "must be a JSON object with an `entries` list");
   const known = new Set(["title", "timeout", "default", "entries"]);

@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { errText } from "../errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { backoff, isResourceExhaustion } from "../limits.ts";
@@ -95,10 +96,6 @@ function socketGone(err: unknown): boolean {
 /** `text` as a LogTape message without placeholders (client-sent names may contain braces). */
 function literal(text: string): string {
   return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** The TFTP service (RFC 1350 read-only, with RFC 2347/2348/2349/7440 options). */

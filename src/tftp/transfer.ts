@@ -4,6 +4,7 @@
  * and the boot events. Everything is released when the transfer ends, however it ends.
  * @module
  */
+import { errText } from "../errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { encodePacket, ErrorCode, HEADER_SIZE, Opcode, TftpDecodeError, writeDataHeader } from "./packet.ts";
@@ -165,10 +166,10 @@ export class Transfer {
       log.warn("{client} {file}: transfer failed: {err}", {
         client: this.clientText,
         file: this.#o.file,
-        err: err instanceof Error ? err.message : String(err),
+        err: errText(err),
       });
       if (session.phase !== "done") {
-        session.abort(`internal error: ${err instanceof Error ? err.message : String(err)}`);
+        session.abort(`internal error: ${errText(err)}`);
         await this.#sendQuietly(
           encodePacket({ op: "error", code: ErrorCode.NOT_DEFINED, message: "read error" }),
         );
