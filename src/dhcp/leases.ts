@@ -1,16 +1,13 @@
 /**
- * Lease store: the address pool, offers held briefly, bound leases, declined addresses, and their
- * persistence in PyPXE's `--save-leases` format `{"AA:BB:CC:DD:EE:01": {"ip", "expire", "ipxe"}}`
- * (expire in Unix seconds).
- *
- * Crash safety: every change is appended synchronously to `FILE.journal` before the caller answers the
- * client (a write(2), so it survives SIGKILL), and the whole table is written to FILE atomically (temp
- * file, fsync, rename; the previous FILE kept as `FILE.bak`) at most once per second, on `flush()` and on
- * `close()`. Loading reads FILE (or `FILE.bak` when FILE is unreadable), then replays the journals.
+ * Lease store: the address pool, offers held briefly, bound leases, declined addresses. Persisted in
+ * PyPXE's `--save-leases` format `{"AA:BB:CC:DD:EE:01": {"ip", "expire", "ipxe"}}` (expire in Unix
+ * seconds) through a {@linkcode LeaseJournal}: every change to a bound lease is journalled before the
+ * client is answered, the whole table is snapshotted at most once per second, on `flush()` and `close()`.
  * Time is injected (`now`, milliseconds) so every rule is testable.
  * @module
  */
 import { intToIp, ipToInt } from "../net.ts";
+import { LeaseJournal } from "./journal.ts";
 
 /** One client's address: offered (held briefly), bound (leased) or free (expired/released, kept for reuse). */
 export interface Lease {
@@ -40,8 +37,8 @@ export interface LeaseStoreOptions {
   offerTime?: number;
   /** How long a DECLINEd address is kept out of the pool, seconds (default 600). */
   declineTime?: number;
-  /** Clock in Unix milliseconds (default `Date.now`). */
-  now?: () => number;
+  /** Clock in Unix milliseconds (the server passes `Date.now`). */
+  now: () => number;
   /** Lease file (LEASES_FILE); "" or undefined: leases live in memory only. */
   file?: string;
   /** Minimum milliseconds between two snapshot writes (default 1000). */
@@ -70,19 +67,12 @@ export class LeaseStore {
   readonly #offerMs: number;
   readonly #declineMs: number;
   readonly #now: () => number;
-  readonly #file: string;
-  readonly #saveInterval: number;
+  readonly #journal: LeaseJournal | null;
   readonly #warn: (message: string) => void;
   readonly #byMac = new Map<string, Lease>();
   readonly #byIp = new Map<string, Lease>();
   readonly #declined = new Map<string, number>(); // ip -> until (ms)
   #cursor: number;
-  #journal: Deno.FsFile | null = null;
-  #dirty = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #lastSave = 0;
-  #saving: Promise<void> | null = null;
-  #closed = false;
 
   /** Replaces the static reservations (MAC -> IP), e.g. after the static-leases file was reloaded. */
   setReserved(reserved: ReadonlyMap<string, string>): void {
@@ -100,10 +90,15 @@ export class LeaseStore {
     this.#leaseMs = opts.leaseTime * 1000;
     this.#offerMs = (opts.offerTime ?? 60) * 1000;
     this.#declineMs = (opts.declineTime ?? 600) * 1000;
-    this.#now = opts.now ?? Date.now;
-    this.#file = opts.file ?? "";
-    this.#saveInterval = opts.saveInterval ?? 1000;
+    this.#now = opts.now;
     this.#warn = opts.warn ?? (() => {});
+    this.#journal = (opts.file ?? "") === "" ? null : new LeaseJournal({
+      file: opts.file!,
+      snapshot: () => this.toJson(),
+      now: opts.now,
+      saveInterval: opts.saveInterval,
+      warn: this.#warn,
+    });
     this.#cursor = this.#begin;
   }
 
@@ -279,56 +274,21 @@ export class LeaseStore {
 
   /** Reads the lease file, its backup and journals; bad entries are skipped with a warning naming them. */
   async load(): Promise<void> {
-    if (this.#file === "") return;
-    let text = await readOptional(this.#file);
-    let source = this.#file;
-    let table = text === null ? null : this.#parseTable(text, source);
-    if (table === null) {
-      const bak = await readOptional(this.#file + ".bak");
-      if (bak !== null) {
-        if (text !== null) this.#warn(`${this.#file}: unreadable, using ${this.#file}.bak`);
-        text = bak;
-        source = this.#file + ".bak";
-        table = this.#parseTable(bak, source);
+    if (this.#journal === null) return;
+    const { table, tableSource, records } = await this.#journal.replay();
+    for (const [key, entry] of Object.entries(table)) this.#restore(key, entry, tableSource);
+    for (const { value, source } of records) {
+      if (typeof value !== "object" || value === null) continue;
+      const r = value as { mac?: unknown; ip?: unknown; free?: unknown };
+      if (typeof r.mac !== "string") continue;
+      if (r.free === true) {
+        const lease = this.#byMac.get(r.mac);
+        if (lease && lease.ip === r.ip) lease.state = "free";
+        continue;
       }
+      this.#restore(r.mac, r, source);
     }
-    for (const [key, entry] of Object.entries(table ?? {})) this.#restore(key, entry, source);
-    for (const journal of [this.#file + ".journal.old", this.#file + ".journal"]) {
-      const lines = await readOptional(journal);
-      if (lines === null) continue;
-      for (const [i, line] of lines.split("\n").entries()) {
-        if (line.trim() === "") continue;
-        let rec: unknown;
-        try {
-          rec = JSON.parse(line);
-        } catch {
-          // the last line of a journal may be cut short by a crash mid-write: nothing else is lost
-          this.#warn(`${journal}:${i + 1}: unreadable journal line skipped`);
-          continue;
-        }
-        const r = rec as { mac?: unknown; ip?: unknown; expire?: unknown; ipxe?: unknown; free?: unknown };
-        if (typeof r.mac !== "string") continue;
-        if (r.free === true) {
-          const lease = this.#byMac.get(r.mac);
-          if (lease && lease.ip === r.ip) lease.state = "free";
-          continue;
-        }
-        this.#restore(r.mac, r, `${journal}:${i + 1}`);
-      }
-    }
-    this.#dirty = true;
     await this.flush(); // fold the journals into the file
-  }
-
-  #parseTable(text: string, source: string): Record<string, unknown> | null {
-    try {
-      const data = JSON.parse(text);
-      if (typeof data === "object" && data !== null && !Array.isArray(data)) return data;
-      this.#warn(`${source}: expected an object of leases by MAC; ignored`);
-    } catch (err) {
-      this.#warn(`${source}: not valid JSON (${err instanceof Error ? err.message : err})`);
-    }
-    return null;
   }
 
   #restore(key: string, entry: unknown, source: string): void {
@@ -355,125 +315,27 @@ export class LeaseStore {
     this.#set(mac!, ip, state, expires, ipxe === true, false);
   }
 
-  /** Appends one change to the journal (synchronous: done before the client hears the answer). */
+  /** Journals one change (synchronously: done before the client hears the answer). */
   #record(lease: Lease): void {
-    this.#dirty = true;
-    if (this.#file === "" || this.#closed) return;
-    const rec = lease.state === "bound"
-      ? { mac: lease.mac, ip: lease.ip, expire: lease.expires / 1000, ipxe: lease.ipxe }
-      : { mac: lease.mac, ip: lease.ip, free: true };
-    try {
-      this.#journal ??= Deno.openSync(this.#file + ".journal", { append: true, create: true });
-      const bytes = encoder.encode(JSON.stringify(rec) + "\n");
-      let at = 0;
-      while (at < bytes.length) at += this.#journal.writeSync(bytes.subarray(at));
-    } catch (err) {
-      this.#warn(`${this.#file}.journal: cannot append (${err instanceof Error ? err.message : err})`);
-    }
-    this.#schedule();
+    this.#journal?.append(
+      lease.state === "bound"
+        ? { mac: lease.mac, ip: lease.ip, expire: lease.expires / 1000, ipxe: lease.ipxe }
+        : { mac: lease.mac, ip: lease.ip, free: true },
+    );
   }
 
-  #schedule(): void {
-    if (this.#timer !== undefined || this.#closed) return;
-    const wait = Math.max(0, this.#lastSave + this.#saveInterval - Date.now());
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.flush().catch((err) => this.#warn(String(err)));
-    }, wait);
-  }
-
-  /** Writes the table now if it changed (temp + fsync + rename, previous file kept as `.bak`). */
+  /** Writes the lease file now if it changed. */
   async flush(): Promise<void> {
-    while (this.#saving) await this.#saving;
-    if (!this.#dirty || this.#file === "") return;
-    this.#saving = this.#write().finally(() => (this.#saving = null));
-    await this.#saving;
-  }
-
-  async #write(): Promise<void> {
-    this.#dirty = false;
-    this.#lastSave = Date.now();
-    const text = JSON.stringify(this.toJson(), null, 2) + "\n";
-    const file = this.#file;
-    // rotate the journal now (synchronously, with the snapshot taken): later changes go to a new one
-    let rotated = false;
-    if (this.#journal) {
-      this.#journal.close();
-      this.#journal = null;
-      try {
-        Deno.renameSync(file + ".journal", file + ".journal.old");
-        rotated = true;
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      }
-    }
-    const tmp = `${file}.tmp`;
-    try {
-      const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-      try {
-        const bytes = encoder.encode(text);
-        for (let at = 0; at < bytes.length;) at += await f.write(bytes.subarray(at));
-        await f.sync();
-      } finally {
-        f.close();
-      }
-      try {
-        await Deno.remove(file + ".bak");
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      }
-      try {
-        await Deno.link(file, file + ".bak");
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) await Deno.copyFile(file, file + ".bak").catch(() => {});
-      }
-      await Deno.rename(tmp, file);
-      await syncDir(file);
-      if (rotated) await Deno.remove(file + ".journal.old").catch(() => {});
-    } catch (err) {
-      this.#dirty = true;
-      this.#warn(`${file}: cannot save leases (${err instanceof Error ? err.message : err})`);
-    }
+    await this.#journal?.flush();
   }
 
   /** Saves pending changes and stops the save timer; the store stays usable in memory. */
   async close(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.flush();
-    this.#closed = true;
-    this.#journal?.close();
-    this.#journal = null;
+    await this.#journal?.close();
   }
 }
-
-const encoder = new TextEncoder();
 
 function normalise(mac: string): string | null {
   const m = /^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$/i.exec(mac.trim());
   return m ? mac.trim().toLowerCase().replaceAll("-", ":") : null;
-}
-
-async function readOptional(path: string): Promise<string | null> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw err;
-  }
-}
-
-/** fsyncs the directory holding `file` so the rename itself survives a power cut (best effort). */
-async function syncDir(file: string): Promise<void> {
-  const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".";
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // some platforms cannot open or sync a directory; the rename is still atomic
-  }
 }

@@ -82,6 +82,8 @@ export const Opt = {
   MESSAGE_TYPE: 53,
   SERVER_ID: 54,
   PARAMETER_LIST: 55,
+  /** Error text of a DHCPNAK (RFC 2132 §9.9). */
+  MESSAGE: 56,
   MAX_MESSAGE_SIZE: 57,
   RENEWAL_TIME: 58,
   REBINDING_TIME: 59,

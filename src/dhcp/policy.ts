@@ -74,8 +74,24 @@ export interface BootPolicyOptions {
   staticRom?: string;
 }
 
+/** The config keys the policy reads. */
+export type PolicyConfig = Pick<
+  PxeConfig,
+  | "USE_IPXE"
+  | "USE_HTTP"
+  | "HTTP_PORT"
+  | "DHCP_FILESERVER"
+  | "NETBOOT_FILE"
+  | "SECURE_BOOT"
+  | "NETBOOT_FILE_BIOS"
+  | "NETBOOT_FILE_EFI32"
+  | "NETBOOT_FILE_EFI64"
+  | "NETBOOT_FILE_ARM32"
+  | "NETBOOT_FILE_ARM64"
+>;
+
 /** The policy settings of a config (per-arch files from the NETBOOT_FILE_* keys; "" means the default). */
-export function policyOptionsFrom(config: PxeConfig): BootPolicyOptions {
+export function policyOptionsFrom(config: PolicyConfig): BootPolicyOptions {
   const file = (name: string) => name === "" ? undefined : name;
   return {
     useIpxe: config.USE_IPXE,

@@ -1,8 +1,10 @@
 /**
- * The DHCP service: full DHCP (RFC 2131) or proxyDHCP (PXE 2.1) on UDP 67, plus the PXE boot-server port
- * 4011 in proxy mode. `DhcpResponder` turns one datagram into the datagrams to send (no sockets: testable
- * in-process); `DhcpServer` binds the sockets (DESIGN.md §4: receive on 0.0.0.0:67, send broadcasts from a
- * socket bound to the server's address), feeds the responder and sends what it returns.
+ * The DHCP socket server: binds UDP 67 (and 4011 in proxy mode), feeds each datagram to a
+ * {@linkcode DhcpResponder} and sends what it returns. Deno gives a datagram no arrival interface, so it
+ * receives on 0.0.0.0:67 and sends from a second socket bound to the server's address (port 67, both with
+ * `reuseAddress`): Linux then sends 255.255.255.255 out of that interface, where the 0.0.0.0 socket fails
+ * with NetworkUnreachable when there is no default route. The receive loops never give up while the
+ * service runs: failures back off, lost sockets are re-bound, per-packet lines are throttled.
  *
  * @example
  * ```ts
@@ -13,114 +15,28 @@
  * ```
  * @module
  */
-import { getLogger } from "@logtape/logtape";
-import type { PxeConfig } from "../config.ts";
-import type { BootEvents } from "../events.ts";
 import { backoff, isResourceExhaustion } from "../limits.ts";
 import { LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
-import { broadcastOf, describeBindError, inSubnet, ipToInt } from "../net.ts";
+import { describeBindError } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
-import { loadStaticLeases, type StaticBinding, type StaticLeases } from "../static_leases.ts";
-import { LeaseStore } from "./leases.ts";
-import {
-  DhcpDecodeError,
-  getIp,
-  getU8List,
-  maxReplySize,
-  MessageType,
-  messageType,
-  messageTypeName,
-  Opt,
-  setOption,
-} from "./options.ts";
-import { decodeDhcp, type DhcpPacket, encodeDhcp, newReply, setBootFile } from "./packet.ts";
-import {
-  type BootDecision,
-  bootFileFor,
-  type BootFiles,
-  describeClient,
-  policyOptionsFrom,
-} from "./policy.ts";
-import { proxyReply, pxeVendorOptions } from "./pxe.ts";
+import { loadStaticLeases } from "../static_leases.ts";
+import { errText, literal, log } from "./log.ts";
+import { DhcpResponder, type DhcpResponderOptions, type Incoming, leaseStoreFor } from "./responder.ts";
 
-/** The config keys the DHCP service reads. */
-export type DhcpConfig = Pick<
-  PxeConfig,
-  | "DHCP_MODE_PROXY"
-  | "DHCP_SERVER_IP"
-  | "DHCP_SERVER_PORT"
-  | "DHCP_OFFER_BEGIN"
-  | "DHCP_OFFER_END"
-  | "DHCP_SUBNET"
-  | "DHCP_ROUTER"
-  | "DHCP_DNS"
-  | "DHCP_BROADCAST"
-  | "DHCP_FILESERVER"
-  | "DHCP_WHITELIST"
-  | "DHCP_LEASE_TIME"
-  | "LEASES_FILE"
-  | "USE_IPXE"
-  | "USE_HTTP"
-  | "HTTP_PORT"
-  | "NETBOOT_FILE"
->;
-
-/** Options of {@linkcode DhcpResponder} and {@linkcode DhcpServer}. */
-export interface DhcpServerOptions {
-  config: DhcpConfig;
+/** Options of {@linkcode DhcpServer}: the responder's, plus the sockets'. */
+export interface DhcpServerOptions extends DhcpResponderOptions {
   /** The static-leases file, reloaded on SIGHUP. */
   staticConfigPath?: string;
-  staticLeases?: StaticLeases;
-  events?: BootEvents;
-  /** Per-family first-stage boot files (NETBOOT_FILE_BIOS, _EFI32, _EFI64, _ARM32, _ARM64 when wired). */
-  bootFiles?: BootFiles;
-  /** SECURE_BOOT: UEFI x64 clients get the signed shim. */
-  secureBoot?: boolean;
-  /** Answer only network-boot clients, like PyPXE (`--dhcp-pxe-only`). Default false. */
-  pxeOnly?: boolean;
-  /** Option 15 domain name, sent when set. */
-  domain?: string;
-  /** Port replies go to (default 68). */
-  clientPort?: number;
-  /** Port to listen on (default DHCP_SERVER_PORT). */
-  serverPort?: number;
   /** PXE boot-server port opened in proxy mode (default 4011). */
   proxyPort?: number;
   /** Address of the receiving socket (default 0.0.0.0). */
   listenAddress?: string;
-  /** Where broadcast replies go (default 255.255.255.255; tests use 127.0.0.1). */
-  broadcastAddress?: string;
-  /** Clock in Unix milliseconds (default Date.now). */
-  now?: () => number;
-  /** Seconds an OFFER holds its address (default 60). */
-  offerTime?: number;
-  /** Seconds a DECLINEd address stays out of the pool (default 600). */
-  declineTime?: number;
   /** Opens the sockets; default `Deno.listenDatagram` (tests wrap it to inject failures). */
   listenDatagram?: ListenDatagram;
 }
 
 /** Opens a UDP socket, like `Deno.listenDatagram`. */
 export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
-
-/** One datagram to send. */
-export interface Outgoing {
-  bytes: Uint8Array;
-  hostname: string;
-  port: number;
-  /** `broadcast`/`unicast` go out of the port-67 sockets, `proxy` out of the 4011 socket. */
-  via: "broadcast" | "unicast" | "proxy";
-}
-
-/** Where a datagram came in. */
-export interface Incoming {
-  hostname: string;
-  port: number;
-  /** `dhcp` for port 67, `proxy` for 4011. */
-  on: "dhcp" | "proxy";
-}
-
-const log = getLogger(["pypxe", "dhcp"]);
 
 /** Backoff after a failed receive or re-bind: doubles from the first to the last, reset by a datagram. */
 const BACKOFF_FIRST_MS = 50;
@@ -134,429 +50,6 @@ function nextBackoff(delay: number): number {
 function socketGone(err: unknown): boolean {
   return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
     err instanceof Deno.errors.NotConnected;
-}
-
-/** `text` as a LogTape message without placeholders (client-sent strings may contain braces). */
-function literal(text: string): string {
-  return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Answers single DHCP datagrams: the state handling of RFC 2131 and the PXE proxy, without sockets. */
-export class DhcpResponder {
-  readonly leases: LeaseStore;
-  readonly #cfg: DhcpConfig;
-  readonly #opts: DhcpServerOptions;
-  #static: StaticLeases;
-  readonly #dns: string[];
-  readonly #clientPort: number;
-  readonly #serverPort: number;
-  readonly #bcast: string;
-  readonly #now: () => number;
-  #lastPoolWarning = -Infinity;
-  readonly #throttle: LogThrottle | undefined;
-
-  /**
-   * Builds the responder and its lease store (call `leases.load()` before serving). With `throttle`
-   * (owned and closed by the caller), per-packet lines are rate-limited per kind.
-   */
-  constructor(opts: DhcpServerOptions, throttle?: LogThrottle) {
-    const c = opts.config;
-    this.#throttle = throttle;
-    this.#cfg = c;
-    this.#opts = opts;
-    this.#static = opts.staticLeases ?? new Map();
-    this.#dns = c.DHCP_DNS.split(",").map((s) => s.trim()).filter((s) => s !== "");
-    this.#clientPort = opts.clientPort ?? 68;
-    this.#serverPort = opts.serverPort ?? c.DHCP_SERVER_PORT;
-    this.#bcast = opts.broadcastAddress ?? "255.255.255.255";
-    this.#now = opts.now ?? Date.now;
-    const reserved = reservationsOf(this.#static);
-    const subnetBcast = broadcastOf(c.DHCP_SERVER_IP, c.DHCP_SUBNET);
-    const network = intNetwork(c.DHCP_SERVER_IP, c.DHCP_SUBNET);
-    this.leases = new LeaseStore({
-      begin: c.DHCP_OFFER_BEGIN,
-      end: c.DHCP_OFFER_END,
-      exclude: [c.DHCP_SERVER_IP, c.DHCP_ROUTER, c.DHCP_FILESERVER, c.DHCP_BROADCAST, subnetBcast, network],
-      reserved,
-      leaseTime: c.DHCP_LEASE_TIME,
-      offerTime: opts.offerTime,
-      declineTime: opts.declineTime,
-      now: this.#now,
-      file: c.DHCP_MODE_PROXY ? "" : c.LEASES_FILE,
-      warn: (m) => log.warn(m),
-    });
-  }
-
-  /** Swaps in new static leases (SIGHUP reload); their addresses become reservations at once. */
-  setStaticLeases(leases: StaticLeases): void {
-    this.#static = leases;
-    this.leases.setReserved(reservationsOf(leases));
-  }
-
-  /** A per-packet line: through the throttle when there is one, else logged as it is. */
-  #note(kind: string, level: ThrottledLevel, message: () => string, label?: string): void {
-    if (this.#throttle) this.#throttle.note(kind, level, () => literal(message()), label);
-    else log[level](literal(message()));
-  }
-
-  /** Handles one datagram; returns what to send. Never throws: bad input is logged at DEBUG and dropped. */
-  handle(bytes: Uint8Array, from: Incoming): Outgoing[] {
-    let req: DhcpPacket;
-    try {
-      req = decodeDhcp(bytes);
-    } catch (err) {
-      this.#note(
-        "malformed",
-        "debug",
-        () => `dropped ${bytes.length}-byte datagram from ${from.hostname}:${from.port}: ${errText(err)}`,
-        "malformed datagrams dropped",
-      );
-      return [];
-    }
-    try {
-      return this.#dispatch(req, from);
-    } catch (err) {
-      const reason = errText(err);
-      if (err instanceof DhcpDecodeError) {
-        this.#note(
-          "dropped",
-          "debug",
-          () => `dropped message from ${req.mac}: ${reason}`,
-          "messages dropped",
-        );
-      } else {
-        this.#note(
-          "failed",
-          "warn",
-          () => `dropped message from ${req.mac}: ${reason}`,
-          "messages dropped (handling failed)",
-        );
-      }
-      return [];
-    }
-  }
-
-  #dispatch(req: DhcpPacket, from: Incoming): Outgoing[] {
-    const type = messageType(req);
-    log.trace("{from} {type} from {mac} xid {xid}", () => ({
-      from: `${from.hostname}:${from.port}`,
-      type: type === undefined ? "BOOTP" : messageTypeName(type),
-      mac: req.mac,
-      xid: req.xid,
-    }));
-    if (req.op !== 1) return this.#drop(req, "not a BOOTREQUEST");
-    if (type === undefined) return this.#drop(req, "no DHCP message type (option 53)");
-    if (req.hlen === 0 || req.chaddr.every((b) => b === 0)) {
-      return this.#drop(req, "no client hardware address");
-    }
-    if (this.#cfg.DHCP_WHITELIST && !this.#static.has(req.mac)) {
-      this.#emit(req, "none", { reason: "not in the whitelist" });
-      return [];
-    }
-    if (from.on === "proxy") return this.#proxyRequest(req, from);
-    if (this.#cfg.DHCP_MODE_PROXY) return this.#proxyDiscover(req);
-    switch (type) {
-      case MessageType.DISCOVER:
-        return this.#discover(req);
-      case MessageType.REQUEST:
-        return this.#request(req);
-      case MessageType.DECLINE:
-        return this.#decline(req);
-      case MessageType.RELEASE:
-        return this.#release(req);
-      case MessageType.INFORM:
-        return this.#inform(req);
-      default:
-        return this.#drop(req, `${messageTypeName(type)} is not a client message`);
-    }
-  }
-
-  #drop(req: DhcpPacket, reason: string): Outgoing[] {
-    this.#note("dropped", "debug", () => `dropped message from ${req.mac}: ${reason}`, "messages dropped");
-    return [];
-  }
-
-  #emit(
-    req: DhcpPacket,
-    sent: string,
-    extra: { decision?: BootDecision; ip?: string; reason?: string },
-  ): void {
-    const type = messageType(req);
-    this.#opts.events?.emit({
-      kind: "dhcp",
-      mac: req.mac,
-      received: type === undefined ? "BOOTP" : messageTypeName(type),
-      sent,
-      client: extra.decision?.booting ? extra.decision.label : undefined,
-      ip: extra.ip,
-      bootFile: extra.decision?.file,
-      reason: extra.reason,
-    });
-  }
-
-  #decide(req: DhcpPacket): BootDecision {
-    const c = this.#cfg;
-    const decision = bootFileFor(describeClient(req), {
-      useIpxe: c.USE_IPXE,
-      useHttp: c.USE_HTTP,
-      httpPort: c.HTTP_PORT,
-      fileServer: c.DHCP_FILESERVER,
-      netbootFile: c.NETBOOT_FILE,
-      bootFiles: this.#opts.bootFiles,
-      secureBoot: this.#opts.secureBoot,
-      staticRom: this.#static.get(req.mac)?.rom,
-    });
-    if (decision.warning) {
-      const warning = decision.warning;
-      this.#note("policy", "warn", () => `${req.mac}: ${warning}`, "boot-policy warnings");
-    }
-    return decision;
-  }
-
-  // ---- full DHCP ----
-
-  #discover(req: DhcpPacket): Outgoing[] {
-    const decision = this.#decide(req);
-    if (this.#opts.pxeOnly && !decision.booting) return this.#drop(req, "not a PXE client (--dhcp-pxe-only)");
-    const ip = this.leases.offer(req.mac, {
-      requested: safeIp(req, Opt.REQUESTED_IP),
-      ipxe: isIpxeDecision(decision),
-    });
-    if (ip === null) {
-      const now = this.#now();
-      if (now - this.#lastPoolWarning > 10_000) {
-        this.#lastPoolWarning = now;
-        log.warn("address pool {begin}-{end} is exhausted: not answering DISCOVERs", {
-          begin: this.#cfg.DHCP_OFFER_BEGIN,
-          end: this.#cfg.DHCP_OFFER_END,
-        });
-      }
-      this.#emit(req, "none", { decision, reason: "pool exhausted" });
-      return [];
-    }
-    const reply = this.#leaseReply(req, MessageType.OFFER, ip, decision);
-    this.#emit(req, "OFFER", { decision, ip });
-    return [this.#route(req, reply)];
-  }
-
-  #request(req: DhcpPacket): Outgoing[] {
-    const c = this.#cfg;
-    const serverId = safeIp(req, Opt.SERVER_ID);
-    const requested = safeIp(req, Opt.REQUESTED_IP);
-    const decision = this.#decide(req);
-    if (this.#opts.pxeOnly && !decision.booting) return this.#drop(req, "not a PXE client (--dhcp-pxe-only)");
-    const binding = this.#static.get(req.mac);
-    let ip: string;
-    let state: string;
-    if (serverId !== undefined) {
-      if (serverId !== c.DHCP_SERVER_IP) {
-        this.leases.cancelOffer(req.mac);
-        log.debug("{mac} chose server {server}", { mac: req.mac, server: serverId });
-        return [];
-      }
-      state = "selecting";
-      ip = requested ?? req.ciaddr;
-    } else if (req.ciaddr === "0.0.0.0") {
-      if (requested === undefined) return this.#drop(req, "REQUEST without requested address or ciaddr");
-      state = "init-reboot";
-      ip = requested;
-    } else {
-      state = "renewing";
-      ip = req.ciaddr;
-    }
-    const subnet = binding?.subnet ?? c.DHCP_SUBNET;
-    const onSubnet = inSubnet(ip, binding?.ipaddr ?? c.DHCP_SERVER_IP, subnet) ||
-      inSubnet(ip, c.DHCP_SERVER_IP, c.DHCP_SUBNET);
-    if (state === "renewing" && !onSubnet) {
-      return this.#drop(req, `renewing ${ip}, which is not on our network`);
-    }
-    let refusal: string | null = null;
-    if (!onSubnet) refusal = `${ip} is not on this network`;
-    else if (binding?.ipaddr && binding.ipaddr !== ip) {
-      refusal = `${req.mac} has the static address ${binding.ipaddr}`;
-    } else refusal = this.leases.bind(req.mac, ip, { ipxe: isIpxeDecision(decision) });
-    if (refusal !== null) {
-      const why = refusal === "not-ours"
-        ? `${ip} is not in our pool`
-        : refusal === "taken"
-        ? `${ip} is leased to another client`
-        : refusal === "declined"
-        ? `${ip} was declined`
-        : refusal === "reserved"
-        ? `${ip} is reserved for another client`
-        : refusal;
-      this.#emit(req, "NAK", { decision, ip, reason: why });
-      return [this.#nak(req, why)];
-    }
-    const reply = this.#leaseReply(req, MessageType.ACK, ip, decision);
-    this.#emit(req, "ACK", { decision, ip, reason: state === "selecting" ? undefined : state });
-    return [this.#route(req, reply)];
-  }
-
-  #decline(req: DhcpPacket): Outgoing[] {
-    const serverId = safeIp(req, Opt.SERVER_ID);
-    if (serverId !== undefined && serverId !== this.#cfg.DHCP_SERVER_IP) return [];
-    const ip = safeIp(req, Opt.REQUESTED_IP);
-    if (ip === undefined) return this.#drop(req, "DECLINE without requested address (option 50)");
-    if (this.leases.decline(req.mac, ip)) {
-      log.warn("{mac} declined {ip} (another host uses it?): kept out of the pool for a while", {
-        mac: req.mac,
-        ip,
-      });
-      this.#emit(req, "none", { ip, reason: "address declined" });
-    }
-    return [];
-  }
-
-  #release(req: DhcpPacket): Outgoing[] {
-    const serverId = safeIp(req, Opt.SERVER_ID);
-    if (serverId !== undefined && serverId !== this.#cfg.DHCP_SERVER_IP) return [];
-    if (this.leases.release(req.mac, req.ciaddr)) {
-      this.#emit(req, "none", { ip: req.ciaddr, reason: "released" });
-    }
-    return [];
-  }
-
-  #inform(req: DhcpPacket): Outgoing[] {
-    const decision = this.#decide(req);
-    const reply = this.#leaseReply(req, MessageType.ACK, undefined, decision);
-    this.#emit(req, "ACK", { decision, ip: req.ciaddr, reason: "inform" });
-    return [this.#route(req, reply)];
-  }
-
-  /** OFFER/ACK with an address (or, for INFORM, none): network options, lease times, boot file. */
-  #leaseReply(req: DhcpPacket, type: number, ip: string | undefined, decision: BootDecision): DhcpPacket {
-    const c = this.#cfg;
-    const binding: StaticBinding | undefined = this.#static.get(req.mac);
-    const reply = newReply(req);
-    if (ip === undefined) reply.ciaddr = req.ciaddr;
-    else reply.yiaddr = ip;
-    const booting = decision.booting && decision.file !== undefined;
-    if (booting) reply.siaddr = c.DHCP_FILESERVER;
-    setOption(reply, Opt.MESSAGE_TYPE, type);
-    setOption(reply, Opt.SERVER_ID, c.DHCP_SERVER_IP);
-    if (ip !== undefined) {
-      const lease = c.DHCP_LEASE_TIME;
-      setOption(reply, Opt.LEASE_TIME, lease);
-      setOption(reply, Opt.RENEWAL_TIME, Math.floor(lease / 2));
-      setOption(reply, Opt.REBINDING_TIME, Math.floor(lease * 7 / 8));
-    }
-    const subnet = binding?.subnet ?? c.DHCP_SUBNET;
-    setOption(reply, Opt.SUBNET_MASK, subnet);
-    const bcast = binding?.subnet || binding?.ipaddr
-      ? broadcastOf(binding.ipaddr ?? ip ?? c.DHCP_SERVER_IP, subnet)
-      : c.DHCP_BROADCAST;
-    setOption(reply, Opt.BROADCAST, bcast);
-    setOption(reply, Opt.ROUTER, binding?.router ?? c.DHCP_ROUTER);
-    const dns = binding?.dns ? [...binding.dns] : this.#dns;
-    if (dns.length > 0) setOption(reply, Opt.DNS, dns);
-    if (this.#opts.domain) setOption(reply, Opt.DOMAIN_NAME, this.#opts.domain);
-    const asked = safeList(req, Opt.PARAMETER_LIST);
-    if (booting) {
-      if (decision.vendorClass === "HTTPClient") setOption(reply, Opt.VENDOR_CLASS, "HTTPClient");
-      const pxe = pxeVendorOptions(req, decision, false);
-      if (pxe) reply.options.set(Opt.VENDOR_SPECIFIC, pxe);
-      if (asked.includes(Opt.TFTP_SERVER)) setOption(reply, Opt.TFTP_SERVER, c.DHCP_FILESERVER);
-      setBootFile(reply, decision.file!);
-    }
-    const clientId = req.options.get(Opt.CLIENT_ID);
-    if (clientId) reply.options.set(Opt.CLIENT_ID, clientId.slice());
-    return reply;
-  }
-
-  #nak(req: DhcpPacket, why: string): Outgoing {
-    const reply = newReply(req);
-    setOption(reply, Opt.MESSAGE_TYPE, MessageType.NAK);
-    setOption(reply, Opt.SERVER_ID, this.#cfg.DHCP_SERVER_IP);
-    setOption(reply, 56, why);
-    const clientId = req.options.get(Opt.CLIENT_ID);
-    if (clientId) reply.options.set(Opt.CLIENT_ID, clientId.slice());
-    if (req.giaddr !== "0.0.0.0") {
-      reply.flags |= 0x8000;
-      return this.#out(req, reply, req.giaddr, this.#serverPort, "unicast");
-    }
-    return this.#out(req, reply, this.#bcast, this.#clientPort, "broadcast");
-  }
-
-  /** RFC 2131 4.1: relay -> relay:67; ciaddr -> unicast; else broadcast (no ARP injection from userland). */
-  #route(req: DhcpPacket, reply: DhcpPacket): Outgoing {
-    if (req.giaddr !== "0.0.0.0") return this.#out(req, reply, req.giaddr, this.#serverPort, "unicast");
-    if (req.ciaddr !== "0.0.0.0") return this.#out(req, reply, req.ciaddr, this.#clientPort, "unicast");
-    return this.#out(req, reply, this.#bcast, this.#clientPort, "broadcast");
-  }
-
-  #out(req: DhcpPacket, reply: DhcpPacket, hostname: string, port: number, via: Outgoing["via"]): Outgoing {
-    return { bytes: encodeDhcp(reply, { maxSize: maxReplySize(req) }), hostname, port, via };
-  }
-
-  // ---- proxyDHCP ----
-
-  #proxyDiscover(req: DhcpPacket): Outgoing[] {
-    const type = messageType(req);
-    if (type !== MessageType.DISCOVER && type !== MessageType.REQUEST) return [];
-    if (type === MessageType.REQUEST && safeIp(req, Opt.SERVER_ID) !== this.#cfg.DHCP_SERVER_IP) return [];
-    const decision = this.#decide(req);
-    if (!decision.booting) return this.#drop(req, "proxy mode: not a PXE client");
-    if (decision.file === undefined) {
-      this.#emit(req, "none", { decision, reason: decision.warning });
-      return [];
-    }
-    const replyType = type === MessageType.DISCOVER ? MessageType.OFFER : MessageType.ACK;
-    const reply = proxyReply(req, { ...decision, file: decision.file }, replyType, {
-      serverIp: this.#cfg.DHCP_SERVER_IP,
-      fileServer: this.#cfg.DHCP_FILESERVER,
-    });
-    this.#emit(req, replyType === MessageType.OFFER ? "proxy OFFER" : "proxy ACK", { decision });
-    if (req.giaddr !== "0.0.0.0") return [this.#out(req, reply, req.giaddr, this.#serverPort, "unicast")];
-    return [this.#out(req, reply, this.#bcast, this.#clientPort, "broadcast")];
-  }
-
-  #proxyRequest(req: DhcpPacket, from: Incoming): Outgoing[] {
-    const type = messageType(req);
-    if (type !== MessageType.REQUEST && type !== MessageType.INFORM) {
-      return this.#drop(req, "port 4011 takes REQUESTs");
-    }
-    const decision = this.#decide(req);
-    if (!decision.booting) return this.#drop(req, "port 4011: not a PXE client");
-    if (decision.file === undefined) {
-      this.#emit(req, "none", { decision, reason: decision.warning });
-      return [];
-    }
-    const reply = proxyReply(req, { ...decision, file: decision.file }, MessageType.ACK, {
-      serverIp: this.#cfg.DHCP_SERVER_IP,
-      fileServer: this.#cfg.DHCP_FILESERVER,
-    });
-    this.#emit(req, "ACK (4011)", { decision, ip: req.ciaddr === "0.0.0.0" ? undefined : req.ciaddr });
-    const host = from.hostname === "0.0.0.0" ? req.ciaddr : from.hostname;
-    return [this.#out(req, reply, host, from.port, "proxy")];
-  }
-}
-
-function intNetwork(ip: string, mask: string): string {
-  const n = ((ipToInt(ip) ?? 0) & (ipToInt(mask) ?? 0)) >>> 0;
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-/** An IP option, or undefined when absent or malformed. */
-function safeIp(req: DhcpPacket, code: number): string | undefined {
-  try {
-    return getIp(req, code);
-  } catch (err) {
-    log.debug("{mac}: option {code} ignored: {reason}", { mac: req.mac, code, reason: String(err) });
-    return undefined;
-  }
-}
-
-function safeList(req: DhcpPacket, code: number): number[] {
-  return getU8List(req, code) ?? [];
-}
-
-function isIpxeDecision(d: BootDecision): boolean {
-  return d.label.startsWith("iPXE");
 }
 
 /** The DHCP service: sockets on 67 (and 4011 in proxy mode) around a {@linkcode DhcpResponder}. */
@@ -583,7 +76,10 @@ export class DhcpServer implements Service {
   constructor(opts: DhcpServerOptions) {
     this.#opts = opts;
     this.#listenDatagram = opts.listenDatagram ?? ((o) => Deno.listenDatagram(o));
-    this.responder = new DhcpResponder(opts, this.#throttle);
+    this.responder = new DhcpResponder(
+      { ...opts, leases: opts.leases ?? leaseStoreFor(opts) },
+      this.#throttle,
+    );
     this.#serverPort = opts.serverPort ?? opts.config.DHCP_SERVER_PORT;
     this.#proxyPort = opts.proxyPort ?? 4011;
     this.#listen = opts.listenAddress ?? "0.0.0.0";
@@ -638,9 +134,7 @@ export class DhcpServer implements Service {
       this.responder.setStaticLeases(leases);
       log.info(`reloaded ${leases.size} static lease(s) from ${path}`);
     } catch (err) {
-      log.error(
-        `static leases not reloaded, keeping the previous ones: ${err instanceof Error ? err.message : err}`,
-      );
+      log.error(`static leases not reloaded, keeping the previous ones: ${errText(err)}`);
     }
   }
 
@@ -805,13 +299,6 @@ function bind(listen: ListenDatagram, hostname: string, port: number): Deno.Data
   }
 }
 
-/** MAC -> IP of the static leases that fix an address. */
-function reservationsOf(leases: StaticLeases): Map<string, string> {
-  const reserved = new Map<string, string>();
-  for (const [mac, b] of leases) if (b.ipaddr) reserved.set(mac, b.ipaddr);
-  return reserved;
-}
-
 /** Builds the DHCP service from the shared context; null when DHCP is off (USE_DHCP false). */
 export const createDhcpService: ServiceFactory = (ctx) => {
   const c = ctx.config;
@@ -823,7 +310,5 @@ export const createDhcpService: ServiceFactory = (ctx) => {
     events: ctx.events,
     pxeOnly: c.DHCP_PXE_ONLY,
     domain: c.DHCP_DOMAIN === "" ? undefined : c.DHCP_DOMAIN,
-    bootFiles: policyOptionsFrom(c).bootFiles,
-    secureBoot: c.SECURE_BOOT,
   });
 };

@@ -6,7 +6,7 @@ import { deepStrictEqual, equal } from "node:assert/strict";
 import { decodeDhcp } from "../../src/dhcp/packet.ts";
 import { getIp, getString, messageType } from "../../src/dhcp/options.ts";
 import { bootFileFor, describeClient, policyOptionsFrom } from "../../src/dhcp/policy.ts";
-import { DhcpResponder } from "../../src/dhcp/server.ts";
+import { DhcpResponder } from "../../src/dhcp/responder.ts";
 import { MessageType, Opt, refConfig } from "./helpers.ts";
 
 const captured = (name: string) => Deno.readFileSync(new URL(`./captured/${name}`, import.meta.url));

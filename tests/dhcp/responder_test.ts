@@ -3,7 +3,8 @@ import type { PxeConfig } from "../../src/config.ts";
 import { BootEvents, type DhcpEvent } from "../../src/events.ts";
 import { decodePxeOptions, getIp, getString, getU32, messageType } from "../../src/dhcp/options.ts";
 import { decodeDhcp, type DhcpPacket, isBroadcast } from "../../src/dhcp/packet.ts";
-import { DhcpResponder, type DhcpServerOptions, type Outgoing } from "../../src/dhcp/server.ts";
+import { DhcpResponder, leaseStoreFor, type Outgoing } from "../../src/dhcp/responder.ts";
+import type { DhcpServerOptions } from "../../src/dhcp/server.ts";
 import { fixture, macOf, MessageType, Opt, refConfig, wire } from "./helpers.ts";
 
 const DHCP = { hostname: "0.0.0.0", port: 68, on: "dhcp" } as const;
@@ -331,4 +332,31 @@ Deno.test("DISCOVER flood from 10,000 MACs never takes bound clients' addresses"
   bound.forEach((mac, i) => equal(t.r.leases.leaseFor(mac)?.ip, ips[i]));
   const [again] = t.send(wire(MessageType.REQUEST, bound[0], { ciaddr: ips[0] }));
   equal(messageType(again.pkt), MessageType.ACK);
+});
+
+Deno.test("the lease's iPXE flag comes from the client (option 77/175), whatever the boot decision", () => {
+  const t = responder({ USE_IPXE: true, NETBOOT_FILE: "boot.ipxe" });
+  const ipxe = macOf(201);
+  const [offer] = t.send(wire(MessageType.DISCOVER, ipxe, { arch: 7, ipxe: true }));
+  equal(t.r.leases.leaseFor(ipxe)?.ipxe, true, "offered");
+  t.send(wire(MessageType.REQUEST, ipxe, { requested: offer.pkt.yiaddr, serverId: "192.168.77.1" }));
+  equal(t.r.leases.leaseFor(ipxe)?.state, "bound");
+  equal(t.r.leases.leaseFor(ipxe)?.ipxe, false, "the REQUEST did not say iPXE");
+  t.send(wire(MessageType.REQUEST, ipxe, { requested: offer.pkt.yiaddr, ipxe: true }));
+  equal(t.r.leases.leaseFor(ipxe)?.ipxe, true, "bound as iPXE");
+  // an iPXE client that is not network-booting (no arch, no PXEClient): no client in the event, still iPXE
+  const quiet = macOf(202);
+  t.send(wire(MessageType.DISCOVER, quiet, { ipxe: true }));
+  equal(t.events.at(-1)?.client, undefined);
+  equal(t.r.leases.leaseFor(quiet)?.ipxe, true);
+});
+
+Deno.test("an injected lease store is the one the responder uses", () => {
+  const config = refConfig();
+  const leases = leaseStoreFor({ config, now: () => 1_700_000_000_000 });
+  const r = new DhcpResponder({ config, leases });
+  equal(r.leases, leases);
+  const mac = macOf(203);
+  const [offer] = r.handle(wire(MessageType.DISCOVER, mac, { arch: 7 }), DHCP);
+  equal(leases.leaseFor(mac)?.ip, decodeDhcp(offer.bytes).yiaddr);
 });

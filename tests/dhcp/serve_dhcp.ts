@@ -1,6 +1,6 @@
 /**
- * Test helper: runs one DhcpServer until SIGTERM/SIGINT, for the crash-safety and namespace tests (until
- * main.ts exposes the service). Prints "ready" once listening, one `event {json}` line per DHCP event,
+ * Test helper: runs one DhcpServer alone (no TFTP, HTTP or banner) until SIGTERM/SIGINT, for the
+ * crash-safety and namespace tests. Prints "ready" once listening, one `event {json}` line per DHCP event,
  * and "stopped" after a clean stop.
  * Usage: deno run -A tests/dhcp/serve_dhcp.ts '{"config": {...}, "clientPort": N, ...}'
  */
