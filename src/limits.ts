@@ -90,3 +90,19 @@ export function describeCaps(caps: ConnectionCaps): string {
   return `open files ${limit}: HTTP ${caps.http} connections, NBD ${caps.nbd} connections, ` +
     `TFTP ${caps.tftp} transfers`;
 }
+
+/** Backoff after a failed accept, receive or re-bind: doubles from the first to the last, reset on success. */
+export const BACKOFF_FIRST_MS = 50;
+/** The longest backoff. */
+export const BACKOFF_LAST_MS = 1000;
+
+/** The next backoff delay after `delay` (0: none yet). */
+export function nextBackoff(delay: number): number {
+  return delay === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_LAST_MS, delay * 2);
+}
+
+/** True when a socket operation failed because the socket itself is gone (closed underneath, cancelled). */
+export function socketGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
+    err instanceof Deno.errors.NotConnected;
+}

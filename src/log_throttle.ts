@@ -86,3 +86,8 @@ export class LogThrottle {
     for (const kind of [...this.#kinds.keys()]) this.#summarise(kind);
   }
 }
+
+/** `text` as a LogTape message without placeholders (client-sent names may contain braces). */
+export function literal(text: string): string {
+  return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
+}

@@ -102,3 +102,11 @@ export function describeBindError(
   }
   return `${what.service}: cannot bind ${where}: ${errText(err)}`;
 }
+
+/** Normalises `AA-BB-CC-DD-EE-FF`, `aa:bb:...` to `aa:bb:cc:dd:ee:ff`, or returns null. */
+export function normaliseMac(raw: string): string | null {
+  const m =
+    /^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$/i
+      .exec(raw.trim());
+  return m === null ? null : m.slice(1).join(":").toLowerCase();
+}

@@ -4,6 +4,7 @@
  * Every field is optional; MACs are accepted in any case with `:` or `-`.
  * @module
  */
+import { normaliseMac } from "./net.ts";
 import { errText } from "./errors.ts";
 import { checkValue, ConfigError, describeFsError } from "./config.ts";
 
@@ -20,13 +21,7 @@ export interface StaticBinding {
 /** Bindings by MAC, normalised to lower case with colons. */
 export type StaticLeases = ReadonlyMap<string, StaticBinding>;
 
-/** Normalises `AA-BB-CC-DD-EE-FF`, `aa:bb:...` to `aa:bb:cc:dd:ee:ff`, or returns null. */
-export function normaliseMac(raw: string): string | null {
-  const m =
-    /^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$/i
-      .exec(raw.trim());
-  return m === null ? null : m.slice(1).join(":").toLowerCase();
-}
+export { normaliseMac } from "./net.ts";
 
 const FIELDS = {
   ipaddr: "ip",

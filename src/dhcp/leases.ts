@@ -6,7 +6,7 @@
  * Time is injected (`now`, milliseconds) so every rule is testable.
  * @module
  */
-import { intToIp, ipToInt } from "../net.ts";
+import { intToIp, ipToInt, normaliseMac } from "../net.ts";
 import { LeaseJournal } from "./journal.ts";
 
 /** One client's address: offered (held briefly), bound (leased) or free (expired/released, kept for reuse). */
@@ -292,7 +292,7 @@ export class LeaseStore {
   }
 
   #restore(key: string, entry: unknown, source: string): void {
-    const mac = normalise(key);
+    const mac = normaliseMac(key);
     const e = entry as Partial<SavedLease> | null;
     const why = mac === null
       ? "not a MAC address"
@@ -333,9 +333,4 @@ export class LeaseStore {
   async close(): Promise<void> {
     await this.#journal?.close();
   }
-}
-
-function normalise(mac: string): string | null {
-  const m = /^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$/i.exec(mac.trim());
-  return m ? mac.trim().toLowerCase().replaceAll("-", ":") : null;
 }

@@ -15,7 +15,7 @@
  * ```
  * @module
  */
-import { backoff, isResourceExhaustion } from "../limits.ts";
+import { backoff, BACKOFF_LAST_MS, isResourceExhaustion, nextBackoff, socketGone } from "../limits.ts";
 import { LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
@@ -37,20 +37,6 @@ export interface DhcpServerOptions extends DhcpResponderOptions {
 
 /** Opens a UDP socket, like `Deno.listenDatagram`. */
 export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
-
-/** Backoff after a failed receive or re-bind: doubles from the first to the last, reset by a datagram. */
-const BACKOFF_FIRST_MS = 50;
-const BACKOFF_LAST_MS = 1000;
-
-function nextBackoff(delay: number): number {
-  return delay === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_LAST_MS, delay * 2);
-}
-
-/** True when a receive failed because the socket itself is gone (closed underneath, cancelled). */
-function socketGone(err: unknown): boolean {
-  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
-    err instanceof Deno.errors.NotConnected;
-}
 
 /** The DHCP service: sockets on 67 (and 4011 in proxy mode) around a {@linkcode DhcpResponder}. */
 export class DhcpServer implements Service {

@@ -16,7 +16,7 @@
  * @module
  */
 import { closeQuietly, errText } from "../errors.ts";
-import { backoff, isResourceExhaustion } from "../limits.ts";
+import { backoff, isResourceExhaustion, nextBackoff } from "../limits.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
   type ExchangeContext,
@@ -156,7 +156,7 @@ export class HttpConnections {
   async #accept(): Promise<void> {
     let delay = 0;
     const wait = async () => {
-      delay = Math.min(1000, Math.max(50, delay * 2));
+      delay = nextBackoff(delay);
       await backoff(delay, this.#stopAccepting.signal);
     };
     while (!this.#stopping) {

@@ -15,8 +15,8 @@
 import { errText } from "../errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
-import { backoff, isResourceExhaustion } from "../limits.ts";
-import { LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
+import { backoff, BACKOFF_LAST_MS, isResourceExhaustion, nextBackoff, socketGone } from "../limits.ts";
+import { literal, LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import {
   isRoutineMiss,
@@ -78,25 +78,6 @@ export interface TftpServerOptions {
 }
 
 const REQUEST_BUFFER = 65536;
-/** Backoff after a failed receive or re-bind: doubles from the first to the last, reset by a datagram. */
-const BACKOFF_FIRST_MS = 50;
-const BACKOFF_LAST_MS = 1000;
-
-/** The next backoff delay after `delay` (0: none yet). */
-function nextBackoff(delay: number): number {
-  return delay === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_LAST_MS, delay * 2);
-}
-
-/** True when a receive failed because the socket itself is gone (closed underneath, cancelled). */
-function socketGone(err: unknown): boolean {
-  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
-    err instanceof Deno.errors.NotConnected;
-}
-
-/** `text` as a LogTape message without placeholders (client-sent names may contain braces). */
-function literal(text: string): string {
-  return text.includes("{") ? text.replace(/[{}]/g, "$&$&") : text;
-}
 
 /** The TFTP service (RFC 1350 read-only, with RFC 2347/2348/2349/7440 options). */
 export class TftpServer implements Service {
