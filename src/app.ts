@@ -19,7 +19,7 @@ import {
   type PxeConfig,
 } from "./config.ts";
 import { BootEvents } from "./events.ts";
-import { type ConnectionCaps, connectionCaps, openFileLimit } from "./limits.ts";
+import { type ConnectionCaps, processCaps } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs } from "./netboot/fs.ts";
 import { BootFiles } from "./netboot/files.ts";
@@ -213,7 +213,7 @@ async function startServices(
 ): Promise<{ group: ServiceGroup; services: Service[]; caps: ConnectionCaps } | number> {
   const { config } = request.built;
   const log = getLogger(MAIN_CATEGORY);
-  const caps = connectionCaps(openFileLimit(), {
+  const caps = processCaps({
     http: config.HTTP_MAX_CONNECTIONS,
     nbd: config.NBD_MAX_CONNECTIONS,
   });

@@ -4,7 +4,7 @@
  * with whether that file exists. Nothing is served.
  * @module
  */
-import { connectionCaps, describeCaps, openFileLimit } from "./limits.ts";
+import { describeCaps, processCaps } from "./limits.ts";
 import type { PxeConfig } from "./config.ts";
 import { bootFileFor, policyOptionsFrom } from "./dhcp/policy.ts";
 import { SAMPLE_CLIENTS } from "./clients.ts";
@@ -122,14 +122,15 @@ export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }):
     );
     if (problem !== null) problems.push(problem);
   }
-  const caps = connectionCaps(openFileLimit(), {
+  const caps = processCaps({
     http: config.HTTP_MAX_CONNECTIONS,
     nbd: config.NBD_MAX_CONNECTIONS,
   });
   lines.push("Limits:", `  ${describeCaps(caps)}`);
-  if (caps.fileLimit !== null && caps.fileLimit < 4096) {
+  // a counted limit is what is still free (a few descriptors below the limit itself)
+  if (caps.fileLimit !== null && caps.fileLimit < (caps.probed ? 4000 : 4096)) {
     notes.push(
-      `the open-file limit is ${caps.fileLimit}: raise it (ulimit -n 65536, or LimitNOFILE= in the ` +
+      `the open-file limit is ${caps.probed ? "about " : ""}${caps.fileLimit}: raise it (ulimit -n 65536, or LimitNOFILE= in the ` +
         `systemd unit) so a connection flood cannot crowd out real clients`,
     );
   }

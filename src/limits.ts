@@ -19,19 +19,58 @@ export function parseOpenFileLimit(text: string): number | null {
   return m[1] === "unlimited" ? Infinity : Number(m[1]);
 }
 
-/** The soft open-file limit of this process, or null where it cannot be read. */
+/** Where a probe stops counting: enough for every cap, quick at start-up (about 0.2 s). */
+export const PROBE_MAX_FDS = 16_384;
+
+/** How the open-file limit was learnt. */
+export type FileLimitSource = "proc" | "probe" | "assumed";
+
+let probed: { limit: number; source: FileLimitSource } | null = null;
+
+/**
+ * The soft open-file limit of this process: `/proc/self/limits` where it can be read (Deno refuses it
+ * to a program without --allow-all), else counted by opening `/dev/null` until EMFILE (at most
+ * {@linkcode PROBE_MAX_FDS}, all closed again at once), else null. Learnt once per process.
+ */
 export function openFileLimit(): number | null {
+  return openFileLimitSource().limit;
+}
+
+/** {@linkcode openFileLimit} and how it was learnt. */
+export function openFileLimitSource(): { limit: number | null; source: FileLimitSource } {
+  if (probed !== null) return probed;
   try {
-    return parseOpenFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+    const limit = parseOpenFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+    if (limit !== null) return probed = { limit, source: "proc" };
   } catch {
-    return null;
+    // not Linux, or not readable under this program's permissions: count instead
   }
+  const count = countOpenableFiles(PROBE_MAX_FDS);
+  if (count === null) return { limit: null, source: "assumed" };
+  return probed = { limit: count, source: "probe" };
+}
+
+/** Opens `/dev/null` until EMFILE or `max`, closes them all; the number opened, null if none could be. */
+function countOpenableFiles(max: number): number | null {
+  const files: Deno.FsFile[] = [];
+  try {
+    for (let i = 0; i < max; i++) files.push(Deno.openSync("/dev/null"));
+  } catch (err) {
+    if (!isResourceExhaustion(err)) {
+      for (const f of files) f.close();
+      return null;
+    }
+  }
+  for (const f of files) f.close();
+  return files.length > 0 ? files.length : null;
 }
 
 /** The open-file limit and the caps each service runs with. */
 export interface ConnectionCaps {
   /** The soft limit read, or null when unknown (then {@linkcode ASSUMED_FILE_LIMIT} was used). */
   readonly fileLimit: number | null;
+  /** True when `fileLimit` was counted (descriptors still free, capped at {@linkcode PROBE_MAX_FDS}). */
+  readonly probed?: boolean;
   /** Open HTTP connections at most. */
   readonly http: number;
   /** Open NBD connections at most. */
@@ -49,11 +88,13 @@ export interface ConnectionCaps {
 export function connectionCaps(
   fileLimit: number | null,
   configured: { http?: number; nbd?: number } = {},
+  probed = false,
 ): ConnectionCaps {
   const limit = Math.min(fileLimit ?? ASSUMED_FILE_LIMIT, 1 << 20);
   const usable = Math.max(64, limit - RESERVED_FDS);
   return {
     fileLimit,
+    probed,
     http: configured.http || Math.max(16, Math.floor(usable * 0.45)),
     nbd: configured.nbd || Math.max(4, Math.floor(usable * 0.1)),
     tftp: Math.max(16, Math.min(TFTP_MAX_TRANSFERS, Math.floor((usable * 0.25) / 2))),
@@ -80,12 +121,20 @@ export function backoff(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The caps of this process from its open-file limit and the configured values. */
+export function processCaps(configured: { http?: number; nbd?: number }): ConnectionCaps {
+  const { limit, source } = openFileLimitSource();
+  return connectionCaps(limit, configured, source === "probe");
+}
+
 /** One line describing the limit and the caps, for `--check` and the banner. */
 export function describeCaps(caps: ConnectionCaps): string {
   const limit = caps.fileLimit === null
     ? `unknown (assumed ${ASSUMED_FILE_LIMIT})`
     : caps.fileLimit === Infinity
     ? "unlimited"
+    : caps.probed
+    ? `${caps.fileLimit >= PROBE_MAX_FDS ? "at least " : ""}${caps.fileLimit} free (counted)`
     : String(caps.fileLimit);
   return `open files ${limit}: HTTP ${caps.http} connections, NBD ${caps.nbd} connections, ` +
     `TFTP ${caps.tftp} transfers`;

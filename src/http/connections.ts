@@ -155,6 +155,7 @@ export class HttpConnections {
 
   async #accept(): Promise<void> {
     let delay = 0;
+    let accepted = 0;
     const wait = async () => {
       delay = nextBackoff(delay);
       await backoff(delay, this.#stopAccepting.signal);
@@ -174,6 +175,10 @@ export class HttpConnections {
         continue;
       }
       let conn: Deno.Conn;
+      // let the event loop run between accepts: with a flood queued in the kernel, accept() resolves at
+      // once and the reads of connections already accepted (real requests) would never complete, so
+      // they would look idle and be evicted
+      if (++accepted % ACCEPTS_PER_TURN === 0) await yieldToEventLoop();
       try {
         conn = await listener.accept();
         delay = 0;
@@ -286,6 +291,13 @@ export class HttpConnections {
       this.#all.delete(c);
     }
   }
+}
+
+/** Accepts between two turns of the event loop (reads and timers run in between). */
+const ACCEPTS_PER_TURN = 4;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function first<T>(set: Set<T>): T | undefined {
