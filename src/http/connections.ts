@@ -117,9 +117,9 @@ export class HttpConnections {
 
   /**
    * Stops accepting and closes waiting connections at once; responses under way may finish for
-   * `graceMs`, then `cut()` is called (to end their bodies) and every connection is closed.
+   * `graceMs`, then every connection is closed (a transfer then ends as `server stopping`).
    */
-  async stop(graceMs: number, cut: () => void): Promise<void> {
+  async stop(graceMs: number): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#stopAccepting.abort();
@@ -140,7 +140,6 @@ export class HttpConnections {
       clearTimeout(timer);
     }
     if (this.#all.size > 0) {
-      cut();
       for (const c of this.#all.keys()) this.#close(c, "stopping");
       await Promise.allSettled(this.#all.values());
     }

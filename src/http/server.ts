@@ -1,12 +1,12 @@
 /**
  * The HTTP file server: GET/HEAD of the netboot tree with Range and conditional requests, read through
  * the netboot layer's {@linkcode BootFiles} (the same lookups, generated menus and in-memory small files
- * TFTP uses), small files answered from memory, 1 MiB pull streams for big ones.
+ * TFTP uses), small files answered from memory, big ones sent by the connection in 1 MiB chunks.
  *
  * Connections are accepted and timed by `connections.ts` (not Deno.serve, which has no connection cap,
  * no header or keep-alive timeout, and ends the process when accept() hits EMFILE): a cap on open
  * connections, a header timeout, an idle timeout, and a write timeout for a client that stops reading
- * (`stallTimeoutMs`, which also ends the file stream and closes its file). `stop()` lets running
+ * (`stallTimeoutMs`, which also ends the transfer and closes its file). `stop()` lets running
  * downloads finish for `stopGraceMs`, then closes every connection.
  * @module
  */
@@ -27,7 +27,6 @@ import {
 } from "./connections.ts";
 import { type FileMeta, fileMeta, ifRangeHolds, notModified, parseRange, requestPath } from "./range.ts";
 import { reasonPhrase } from "./wire.ts";
-import { fileRangeStream } from "./stream.ts";
 
 const log = getLogger(["pypxe", "http"]);
 /** Options of {@linkcode HttpServer}. */
@@ -115,8 +114,6 @@ export class HttpServer implements Service {
   readonly #ownFiles: boolean;
   #server: HttpConnections | null = null;
   #throttle: LogThrottle | null = null;
-  /** Aborted when stop() gives up on running downloads: ends their streams. */
-  #stopping = new AbortController();
   #closing = false;
 
   /** Creates the server; nothing is bound until {@linkcode start}. */
@@ -154,7 +151,6 @@ export class HttpServer implements Service {
     if (this.#server !== null) return Promise.resolve();
     const { host, port } = this.#opts;
     this.#closing = false;
-    this.#stopping = new AbortController();
     const throttle = new LogThrottle({ log });
     const events = this.#opts.events;
     const server = new HttpConnections({
@@ -191,7 +187,7 @@ export class HttpServer implements Service {
     if (server === null) return;
     this.#server = null;
     this.#closing = true;
-    await server.stop(this.#opts.stopGraceMs, () => this.#stopping.abort());
+    await server.stop(this.#opts.stopGraceMs);
     this.#throttle?.close();
     this.#throttle = null;
   }
@@ -282,7 +278,7 @@ export class HttpServer implements Service {
     return await this.#serveEntry(req, info, served, done);
   }
 
-  /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or as a stream. */
+  /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or from the file. */
   #serveEntry(
     req: IncomingRequest,
     info: ServeInfo,
@@ -426,29 +422,12 @@ export class HttpServer implements Service {
       fh.close();
       return fail(503, "server stopping");
     }
-    let streamOutcome: { bytes: number; outcome: string } | null = null;
-    const stream = fileRangeStream({
+    return rawResponse(status, Object.entries(headers), null, {
       file: fh,
       start,
       length,
-      stallTimeoutMs: this.#opts.stallTimeoutMs,
-      signal: this.#stopping.signal,
-      onDone: (bytes, outcome) => {
-        streamOutcome = { bytes, outcome };
-        if (outcome !== "ok") end(bytes, outcome);
-      },
+      onDone: (bytes, outcome) => end(bytes, outcome),
     });
-    info.completed.then(
-      () => {
-        if (streamOutcome === null || streamOutcome.outcome === "ok") end(length, "ok");
-      },
-      () => {
-        if (streamOutcome === null || streamOutcome.outcome === "ok") {
-          end(streamOutcome?.bytes ?? 0, "client closed the connection");
-        }
-      },
-    );
-    return new Response(stream, { status, headers });
   }
 }
 
