@@ -1,6 +1,8 @@
 /**
  * The test command (`deno task test`): runs every test under tests/ with the resource and op sanitizers,
- * streams Deno's output, and ends with the plain summary line CI reads: `tests: N passed, N failed`.
+ * streams Deno's output, and ends with the plain summary line CI reads: `tests: N passed, N failed, N skipped`.
+ * Skipped is Deno's ignored count (tests plus steps): tests whose tool is missing (tests/helpers/tools.ts).
+ * The exit code is non-zero when a test failed; `.ci/run` also fails when any was skipped.
  *
  * Usage: deno task test [deno test args, e.g. a path or --filter NAME]
  * @module
@@ -19,13 +21,16 @@ const decoder = new TextDecoder();
 let tail = "";
 let passed = -1;
 let failed = -1;
+let skipped = 0;
 for await (const chunk of child.stdout) {
   const text = decoder.decode(chunk, { stream: true });
   await Deno.stdout.write(chunk);
   tail = (tail + text).slice(-4096);
   for (const line of tail.split("\n")) {
-    const m = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed/.exec(line);
-    if (m) [passed, failed] = [Number(m[1]), Number(m[2])];
+    // e.g. `FAILED | 2 passed (1 step) | 1 failed | 3 ignored (1 step) (29ms)`
+    const m = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed(?: \| (\d+) ignored(?: \((\d+) steps?\))?)?/
+      .exec(line);
+    if (m) [passed, failed, skipped] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0) + Number(m[4] ?? 0)];
   }
 }
 const status = await child.status;
@@ -36,5 +41,5 @@ if (passed < 0) {
 } else if (!status.success && failed === 0) {
   failed = 1;
 }
-console.log(`tests: ${passed} passed, ${failed} failed`);
+console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 Deno.exit(failed > 0 ? 1 : 0);

@@ -1,14 +1,10 @@
 /** `--auto` in network namespaces: proxyDHCP beside a DHCP server that answers, full DHCP when none does. */
 import assert from "node:assert/strict";
 import { startPypxe } from "../helpers/pypxe.ts";
-import { e2eUnavailable, plainDhcpServer, REQUIRE_E2E, Segment } from "../e2e/harness.ts";
+import { e2eUnavailable, plainDhcpServer, Segment } from "../e2e/harness.ts";
+import { requires } from "../helpers/tools.ts";
 
 const unavailable = await e2eUnavailable(["ip", "dnsmasq"]);
-if (unavailable !== null && REQUIRE_E2E) {
-  Deno.test("--auto tests can run (PYPXE_REQUIRE_E2E=1)", () => {
-    throw new Error(`--auto tests need: ${unavailable}`);
-  });
-}
 
 async function autoRun(withDnsmasq: boolean): Promise<string[]> {
   const seg = await Segment.create(withDnsmasq ? "autop" : "autof");
@@ -31,9 +27,8 @@ async function autoRun(withDnsmasq: boolean): Promise<string[]> {
   }
 }
 
-Deno.test({
+Deno.test(requires(unavailable, {
   name: "--auto: another DHCP server answers -> proxyDHCP, plus TFTP, HTTP and iPXE",
-  ignore: unavailable !== null,
   sanitizeResources: false, // subprocess pipes are drained by the helper
   fn: async () => {
     const lines = (await autoRun(true)).join("\n");
@@ -46,11 +41,10 @@ Deno.test({
     assert.match(lines, /tftp +UDP 0\.0\.0\.0:69/);
     assert.match(lines, /iPXE BIOS: http:\/\/10\.\d+\.0\.1:8080\/boot\.http\.ipxe/);
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(unavailable, {
   name: "--auto: no DHCP server answers -> full DHCP with a range from the interface",
-  ignore: unavailable !== null,
   sanitizeResources: false,
   fn: async () => {
     const lines = (await autoRun(false)).join("\n");
@@ -60,7 +54,7 @@ Deno.test({
       /dhcp: server 10\.\d+\.0\.1\/255\.255\.255\.0 on srv0 \(--interface\), range 10\.\d+\.0\.128-10\.\d+\.0\.227/,
     );
   },
-});
+}));
 
 Deno.test("--auto chooses --interface, else the only IPv4 interface, else the only wired one", async () => {
   const { chooseInterface, decideAuto } = await import("../../src/auto.ts");

@@ -2,14 +2,15 @@
  * The generated GRUB menu (`src/netboot/grub.ts`), the netboot tree's generated `grub/grub.cfg`, the
  * routine-miss table and the Raspberry Pi size warnings (`src/netboot/fs.ts`).
  *
- * Every rendered config is checked with GRUB's own parser, `grub-script-check` (grub-common); those checks
- * are skipped with a message only when the tool is not installed.
+ * Every rendered config is checked with GRUB's own parser, `grub-script-check` (grub-common); without the
+ * tool those checks are skipped with a message, and fail under PYPXE_REQUIRE_E2E=1 (tests/helpers/tools.ts).
  * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type MenuEntry, type MenuFile, MenuFileError, parseMenuFile } from "../../src/netboot/menu.ts";
 import { BootFiles, GENERATED_FILES } from "../../src/netboot/files.ts";
+import { findTool, missingTools, requires, toolAvailable } from "../helpers/tools.ts";
 import { GRUB_CONFIG_NAME, grubConfig, grubPath, grubQuote } from "../../src/netboot/grub.ts";
 import {
   isRoutineMiss,
@@ -22,31 +23,15 @@ import {
 // ---------------------------------------------------------------------------------------------------
 // grub-script-check
 
-function statOrNull(path: string): Deno.FileInfo | null {
-  try {
-    return Deno.statSync(path);
-  } catch {
-    return null;
-  }
-}
-
 /** grub-script-check from grub-common, or null when it is not installed. */
-const GRUB_SCRIPT_CHECK =
-  ["/usr/bin/grub-script-check", "/usr/sbin/grub-script-check", "/bin/grub-script-check"]
-    .find((p) => statOrNull(p)?.isFile === true) ?? null;
-let skipNoticeShown = false;
+const GRUB_SCRIPT_CHECK = findTool("grub-script-check");
 
-/** Runs grub-script-check on `text`; null when the tool is missing. */
+/**
+ * Runs grub-script-check on `text`; null when the tool is missing (a notice once; under
+ * PYPXE_REQUIRE_E2E=1 it throws instead).
+ */
 async function grubScriptCheck(text: string): Promise<{ code: number; output: string } | null> {
-  if (GRUB_SCRIPT_CHECK === null) {
-    if (!skipNoticeShown) {
-      console.warn(
-        "grub-script-check not found (apt-get install grub-common): GRUB syntax checks are SKIPPED",
-      );
-      skipNoticeShown = true;
-    }
-    return null;
-  }
+  if (!toolAvailable("GRUB syntax checks", "grub-script-check") || GRUB_SCRIPT_CHECK === null) return null;
   const dir = await Deno.makeTempDir({ prefix: "pypxe-grubcfg-" });
   try {
     const path = join(dir, "grub.cfg");
@@ -74,7 +59,7 @@ async function grubScriptCheck(text: string): Promise<{ code: number; output: st
   }
 }
 
-/** Fails unless GRUB's parser accepts `text` (passes when grub-script-check is not installed). */
+/** Fails unless GRUB's parser accepts `text` (passes when grub-script-check is not installed, see above). */
 async function assertGrubSyntax(text: string, what: string): Promise<void> {
   const result = await grubScriptCheck(text);
   if (result === null) return;
@@ -220,9 +205,8 @@ const FIXED_TAIL = [
 // ---------------------------------------------------------------------------------------------------
 // grub-script-check itself
 
-Deno.test({
+Deno.test(requires(missingTools("grub-script-check"), {
   name: "grub-script-check: the checker is there and rejects a broken config (control)",
-  ignore: GRUB_SCRIPT_CHECK === null,
   async fn() {
     const bad = await grubScriptCheck("menuentry 'x' {\n  linux '/k'\n");
     assert.ok(bad !== null);
@@ -232,7 +216,7 @@ Deno.test({
     const good = await grubScriptCheck("set timeout=1\nmenuentry 'x' {\n  linux '/k'\n}\n");
     assert.equal(good!.code, 0, good!.output);
   },
-});
+}));
 
 // ---------------------------------------------------------------------------------------------------
 // grubConfig

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULTS, SETTINGS } from "../../src/config.ts";
 import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { missingTools, needsRoot, requires } from "../helpers/tools.ts";
 
 Deno.test("--help lists every flag with its default, in PyPXE's groups", async () => {
   const { code, stdout } = await runPypxeOnce(["--help"]);
@@ -108,7 +109,7 @@ Deno.test("it starts, prints its banner, and SIGTERM / SIGINT stop it with exit 
   }
 });
 
-Deno.test("a busy port and a port below 1024 without the capability are one clear line, exit 1", async () => {
+Deno.test("a busy port is one clear line, exit 1", async () => {
   const blocker = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (blocker.addr as Deno.NetAddr).port;
   try {
@@ -118,21 +119,23 @@ Deno.test("a busy port and a port below 1024 without the capability are one clea
   } finally {
     blocker.close();
   }
-  if (
-    Deno.uid() !== 0 || new Deno.Command("sh", { args: ["-c", "command -v capsh"] }).outputSync().code !== 0
-  ) {
-    return; // the privileged-port case needs root to drop the capability from
-  }
-  // root without CAP_NET_BIND_SERVICE gets the kernel's EACCES, exactly like an unprivileged user
-  const denied = await runPypxeOnce(["--tftp-server-ip", "127.0.0.1"], {
-    prefix: ["capsh", "--drop=cap_net_bind_service", "--", "-c", 'exec "$0" "$@"'],
-  });
-  assert.equal(denied.code, 1, denied.stderr);
-  assert.match(
-    denied.stderr,
-    /tftp: cannot bind UDP 127\.0\.0\.1:69: permission denied; ports below 1024 need root: run as root or give the binary cap_net_bind_service/,
-  );
 });
+
+// the privileged-port case needs root to drop the capability from
+Deno.test(requires([needsRoot(), missingTools("capsh")], {
+  name: "a port below 1024 without the capability is one clear line, exit 1",
+  fn: async () => {
+    // root without CAP_NET_BIND_SERVICE gets the kernel's EACCES, exactly like an unprivileged user
+    const denied = await runPypxeOnce(["--tftp-server-ip", "127.0.0.1"], {
+      prefix: ["capsh", "--drop=cap_net_bind_service", "--", "-c", 'exec "$0" "$@"'],
+    });
+    assert.equal(denied.code, 1, denied.stderr);
+    assert.match(
+      denied.stderr,
+      /tftp: cannot bind UDP 127\.0\.0\.1:69: permission denied; ports below 1024 need root: run as root or give the binary cap_net_bind_service/,
+    );
+  },
+}));
 
 Deno.test("the started server serves the embedded tree over TFTP (curl)", async () => {
   const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });

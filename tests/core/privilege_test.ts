@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { ConfigError } from "../../src/config.ts";
 import { resolveIds } from "../../src/privilege.ts";
 import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { needsRoot, requires } from "../helpers/tools.ts";
 
 const PASSWD = "root:x:0:0:root:/root:/bin/bash\npxe:x:1500:1600::/var/lib/pxe:/usr/sbin/nologin\n";
 const GROUPS = "root:x:0:\nnetboot:x:1700:\n";
@@ -24,9 +25,8 @@ Deno.test("--user/--group resolve from passwd and group, by name or number", () 
   );
 });
 
-Deno.test({
+Deno.test(requires(needsRoot(), {
   name: "--user nobody: ports bound as root, then the process runs as nobody and still serves",
-  ignore: Deno.uid() !== 0,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "pypxe-priv-" }); // root-owned, 0700
     const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
@@ -75,7 +75,7 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));
 
 Deno.test("--user with an unknown name, or --group alone, is a config error (exit 2)", async () => {
   const unknown = await runPypxeOnce(["--no-tftp", "--user", "no-such-user-pypxe"]);

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatProgress, terminalProgress } from "../../src/progress.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 Deno.test("progress: the bar, the percentage and the sizes; silent off a terminal", () => {
   assert.equal(formatProgress("copying", 1e9, 2e9, 10), "copying [#####-----]  50%  1.0/2.0 GB");
@@ -18,10 +19,8 @@ Deno.test("progress: the bar, the percentage and the sizes; silent off a termina
   assert.match(writes[1], /^\r\x1b\[Kx \[#{20}\] 100%.*\n$/);
 });
 
-const hasScript = new Deno.Command("sh", { args: ["-c", "command -v script"] }).outputSync().code === 0;
-Deno.test({
+Deno.test(requires(missingTools("script"), {
   name: "progress: --nbd-copy-to-ram shows a bar on a real terminal",
-  ignore: !hasScript,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "pypxe-progress-" });
     try {
@@ -59,4 +58,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

@@ -36,6 +36,7 @@ import { NetbootFs, PI_MAX_FILE_SIZE } from "../../src/netboot/fs.ts";
 import { fixture, MessageType, Opt, refConfig } from "../dhcp/helpers.ts";
 import { randomPort, UdpClient } from "../dhcp/udp_client.ts";
 import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 const sb = (o: BootPolicyOptions): BootPolicyOptions => ({ ...o, secureBoot: true });
 
@@ -548,17 +549,10 @@ Deno.test("--check --secure-boot: the binary's table shows UEFI x64 -> shimx64.e
   }
 });
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "--secure-boot: the running binary's banner names shimx64.efi and TFTP serves shim and grub.cfg",
   sanitizeResources: true,
   sanitizeOps: true,
-  ignore: !["/usr/bin/curl", "/bin/curl"].some((p) => {
-    try {
-      return Deno.statSync(p).isFile;
-    } catch {
-      return false;
-    }
-  }),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "pypxe-sb-run-" });
     try {
@@ -609,4 +603,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));

@@ -3,7 +3,7 @@ import { BootEvents } from "../../src/events.ts";
 import { stageOfFile, StatusBoard } from "../../src/status.ts";
 import { startPypxe } from "../helpers/pypxe.ts";
 import { renderStatusPage } from "../../scripts/status_screenshot.ts";
-import { REQUIRE_E2E } from "../e2e/harness.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 Deno.test("status: stages follow the files a client fetches; DHCP and transfers merge by IP", () => {
   let now = 1_000_000;
@@ -145,14 +145,11 @@ Deno.test("status: a real TFTP transfer reaches /status.json, /metrics and the e
   }
 });
 
-const chromium = new Deno.Command("sh", { args: ["-c", "command -v chromium"] }).outputSync().code === 0;
-Deno.test({
+Deno.test(requires(missingTools("chromium"), {
   name: "status: the page renders in headless Chromium with two clients in different stages",
-  ignore: !chromium && !REQUIRE_E2E,
   sanitizeResources: false, // Chromium's pipes
   sanitizeOps: false,
   fn: async () => {
-    if (!chromium) throw new Error("chromium is not installed (apt-get install chromium)");
     const png = await Deno.makeTempFile({ suffix: ".png" });
     try {
       const dom = await renderStatusPage({ screenshot: png });
@@ -167,4 +164,4 @@ Deno.test({
       await Deno.remove(png);
     }
   },
-});
+}));

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { BootEvents } from "../../src/events.ts";
 import { StatusBoard } from "../../src/status.ts";
 import { renderStatusTable, TtyStatusView } from "../../src/status_tty.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 Deno.test("tty status: log lines print above the table, which is erased and redrawn in one write", () => {
   const events = new BootEvents();
@@ -62,10 +63,8 @@ Deno.test("tty status: rows show stage, file, progress bar and rate; long lists 
   assert.match(rows[2], /and 1 more/);
 });
 
-const hasScript = new Deno.Command("sh", { args: ["-c", "command -v script"] }).outputSync().code === 0;
-Deno.test({
+Deno.test(requires(missingTools("script"), {
   name: "tty status: on a real terminal (script's pty) the table shows a TFTP client live",
-  ignore: !hasScript,
   fn: async () => {
     const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
@@ -95,4 +94,4 @@ Deno.test({
     assert.match(text, /\x1b\[\d+F\x1b\[J/, "the table is redrawn in place");
     assert.match(text, /INFO {2}tftp {2}127\.0\.0\.1:\d+ pxelinux\.cfg\/default/);
   },
-});
+}));

@@ -15,6 +15,7 @@ import {
   fetchArm64Files,
 } from "./arm64.ts";
 import { startPypxe } from "../helpers/pypxe.ts";
+import { requires } from "../helpers/tools.ts";
 import {
   bootVm,
   buildIso,
@@ -23,17 +24,11 @@ import {
   envOr,
   type Firmware,
   plainDhcpServer,
-  REQUIRE_E2E,
   SECBOOT_CODE,
   Segment,
 } from "./harness.ts";
 
 const unavailable = await e2eUnavailable();
-if (unavailable !== null && REQUIRE_E2E) {
-  Deno.test("e2e tier is available (PYPXE_REQUIRE_E2E=1)", () => {
-    throw new Error(`e2e tier required but unavailable: ${unavailable}`);
-  });
-}
 const LOGS = envOr("PYPXE_E2E_LOGS", "/tmp/pypxe-e2e-logs");
 
 // the ARM64 scenario's Debian arm64 packages (fetched once into a cache, see arm64.ts)
@@ -341,18 +336,13 @@ for (const scenario of scenarios) {
       return true;
     }
   });
-  if (unavailable === null && scenario.unavailable) lacking.push(scenario.unavailable);
-  if (unavailable === null && lacking.length > 0 && REQUIRE_E2E) {
-    Deno.test(`e2e: ${scenario.name} (needs ${lacking.join(", ")})`, () => {
-      throw new Error(`missing ${lacking.join(", ")}: install the packages and run deno task netboot`);
-    });
-    continue;
-  }
-  Deno.test({
+  const files = lacking.length > 0
+    ? `missing ${lacking.join(", ")}: install the packages and run deno task netboot`
+    : null;
+  Deno.test(requires([unavailable, files, scenario.unavailable], {
     name: `e2e: ${scenario.name}`,
-    ignore: unavailable !== null || lacking.length > 0,
     sanitizeResources: false, // subprocess pipes of QEMU/tcpdump are drained by the harness
     sanitizeOps: false,
     fn: () => runScenario(scenario),
-  });
+  }));
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { join } from "node:path";
+import { missingTools, needsRoot } from "../helpers/tools.ts";
 
 /** Result of a finished command. */
 export interface ShResult {
@@ -44,34 +45,24 @@ export async function sh(
   }
 }
 
-/** True when `name` is an executable on PATH. */
-export async function have(name: string): Promise<boolean> {
-  return (await sh(["sh", "-c", `command -v ${name}`], { check: false })).code === 0;
-}
-
 /**
- * Returns why the e2e tier cannot run here, or null when it can. With `PYPXE_REQUIRE_E2E=1` the caller
- * must fail instead of skipping.
+ * Returns why the e2e tier cannot run here, or null when it can. Pass it to `requires` (tests/helpers/
+ * tools.ts): with `PYPXE_REQUIRE_E2E=1` the test then fails instead of skipping.
  */
 export async function e2eUnavailable(
   tools: string[] = ["qemu-system-x86_64", "ip", "cpio"],
 ): Promise<string | null> {
-  if (Deno.uid() !== 0) return "needs root (network namespaces, taps)";
-  for (const tool of tools) if (!(await have(tool))) return `${tool} is not installed`;
+  if (needsRoot() !== null) return "needs root (network namespaces, taps)";
+  const missing = missingTools(...tools);
+  if (missing !== null) return missing;
   const probe = await sh(["ip", "netns", "add", "pxe-probe"], { check: false });
   if (probe.code !== 0) return `ip netns does not work here: ${probe.stderr.trim()}`;
   await sh(["ip", "netns", "del", "pxe-probe"], { check: false });
   return null;
 }
 
-/** True when missing tools must fail the run instead of skipping. */
-export const REQUIRE_E2E = (() => {
-  try {
-    return Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
-  } catch {
-    return false;
-  }
-})();
+/** True when missing tools must fail the run instead of skipping (from tests/helpers/tools.ts). */
+export { REQUIRE_E2E } from "../helpers/tools.ts";
 
 let segmentCounter = 0;
 
@@ -419,7 +410,11 @@ export async function bootVm(
       await new Promise((r) => setTimeout(r, 250));
     }
   } finally {
-    if (!exited) child.kill("SIGKILL");
+    try {
+      if (!exited) child.kill("SIGKILL");
+    } catch {
+      // QEMU exited (the guest powered off) between the check and the kill
+    }
     await status;
     qemuStderr = await stderrText;
     if (varsCopy) await Deno.remove(varsCopy).catch(() => {});

@@ -1,23 +1,10 @@
 /**
- * Where the golden packets captured from real firmware live (`shared/fixtures/`): $PYPXE_FIXTURES, else
- * `shared/fixtures` beside the repository, else the workplace's `/work/shared/fixtures` (a clean clone
- * elsewhere on the same machine still finds them).
+ * Where the golden packets captured from real firmware live: `tests/fixtures/` in this repository (see its
+ * README.md for what each file is and how it was captured). Nothing outside the repository is read.
+ * @module
  */
+
+/** The fixtures directory, with a trailing slash (`<repo>/tests/fixtures/`). */
 export function fixturesDir(): string {
-  const env = Deno.permissions.querySync({ name: "env", variable: "PYPXE_FIXTURES" }).state === "granted"
-    ? Deno.env.get("PYPXE_FIXTURES")
-    : undefined;
-  const candidates = [
-    ...(env ? [env] : []),
-    new URL("../../../shared/fixtures", import.meta.url).pathname,
-    "/work/shared/fixtures",
-  ];
-  for (const dir of candidates) {
-    try {
-      if (Deno.statSync(`${dir}/dhcp`).isDirectory) return dir.replace(/\/$/, "") + "/";
-    } catch {
-      // try the next place
-    }
-  }
-  throw new Error(`firmware fixtures not found in ${candidates.join(", ")} (set PYPXE_FIXTURES)`);
+  return new URL("../fixtures/", import.meta.url).pathname;
 }

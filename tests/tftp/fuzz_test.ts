@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { encodePacket } from "../../src/tftp/packet.ts";
-import {
-  hasCommand,
-  prng,
-  readFixture,
-  run,
-  serveTree,
-  sha256File,
-  waitFor,
-  writeRandomFile,
-} from "./helpers.ts";
+import { prng, readFixture, run, serveTree, sha256File, waitFor, writeRandomFile } from "./helpers.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 const FIXTURES = [
   "ipxe-bios-rrq-pxelinux0.bin",
@@ -61,10 +53,9 @@ function fuzzDatagram(rand: () => number, names: string[]): Uint8Array {
   ]);
 }
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name:
     "fuzz: thousands of random datagrams to the request port and a transfer socket, then curl still matches",
-  ignore: !hasCommand("curl"),
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
@@ -123,4 +114,4 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));

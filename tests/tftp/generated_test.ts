@@ -10,7 +10,8 @@ import { parseMenuFile } from "../../src/netboot/menu.ts";
 import { grubConfig } from "../../src/netboot/grub.ts";
 import { curl, SANITIZE, startFixture } from "../http/helpers.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import { hasCommand, run, serveTree, waitFor } from "./helpers.ts";
+import { run, serveTree, waitFor } from "./helpers.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 const MENU = JSON.stringify({
   title: "Lab 'menu'",
@@ -56,11 +57,10 @@ const T = { sanitizeResources: true, sanitizeOps: true };
 // ---------------------------------------------------------------------------------------------------
 // TFTP
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name:
     "tftp generated: curl fetches grub/grub.cfg (and /GRUB/grub.cfg) = grubConfig(menu.json) at every blksize",
   ...T,
-  ignore: !hasCommand("curl"),
   async fn() {
     const t = await serveTree({ "menu.json": MENU, "debian/linux": "kernel" });
     try {
@@ -97,12 +97,11 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("tftp"), {
   name: "tftp generated: tftp-hpa gets grub/grub.cfg in binary and in netascii (converted back to LF)",
   ...T,
-  ignore: !hasCommand("tftp"),
   async fn() {
     const t = await serveTree({ "menu.json": MENU });
     try {
@@ -124,12 +123,11 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("atftp"), {
   name: "tftp generated: atftp gets grub/grub.cfg with tsize and blksize, and in netascii",
   ...T,
-  ignore: !hasCommand("atftp"),
   async fn() {
     const t = await serveTree({ "menu.json": MENU });
     try {
@@ -181,7 +179,7 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
 Deno.test({
   name: "tftp generated: netascii puts CRLF on the wire and tsize counts it; octet tsize is the byte length",
@@ -294,11 +292,10 @@ Deno.test({
 // ---------------------------------------------------------------------------------------------------
 // HTTP
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name:
     "http generated: curl GET /grub/grub.cfg = grubConfig(menu.json), text/plain, validators from menu.json",
   ...SANITIZE,
-  ignore: !hasCommand("curl"),
   async fn() {
     const fx = await startFixture({ "menu.json": MENU });
     try {
@@ -326,12 +323,11 @@ Deno.test({
       await fx.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "http generated: If-None-Match with the returned ETag (and If-Modified-Since) -> 304",
   ...SANITIZE,
-  ignore: !hasCommand("curl"),
   async fn() {
     const fx = await startFixture({ "menu.json": MENU });
     try {
@@ -351,12 +347,11 @@ Deno.test({
       await fx.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "http generated: editing menu.json changes the served body and ETag; the old ETag then gets 200",
   ...SANITIZE,
-  ignore: !hasCommand("curl"),
   async fn() {
     const fx = await startFixture({ "menu.json": MENU });
     try {
@@ -404,4 +399,4 @@ Deno.test({
       await fx.close();
     }
   },
-});
+}));

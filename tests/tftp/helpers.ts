@@ -79,16 +79,6 @@ export async function run(
   }
 }
 
-/** True when `name` is an executable on PATH. */
-export function hasCommand(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not there */ }
-  }
-  return false;
-}
-
 /** A free UDP port on 127.0.0.1 (bound then released). */
 export function freeUdpPort(): number {
   const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });

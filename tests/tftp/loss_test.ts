@@ -1,14 +1,15 @@
 import assert from "node:assert/strict";
 import { createNetnsPair, netnsUnavailable } from "./netns.ts";
-import { hasCommand, run, serveTree, sha256File, writeRandomFile } from "./helpers.ts";
+import { run, serveTree, sha256File, writeRandomFile } from "./helpers.ts";
+import { firstReason, missingTools, needsRoot, requires } from "../helpers/tools.ts";
 import { startLossyRelay } from "./lossy_relay.ts";
 
-const unavailable = await netnsUnavailable();
-const required = Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
-const missing = unavailable ?? (!hasCommand("curl") || !hasCommand("atftp") ? "curl or atftp missing" : null);
-if (missing !== null && !required) {
-  console.log(`skip: TFTP loss tests need root, ip netns and nft: ${missing}`);
-}
+/** Why the namespace loss test cannot run here (it needs root, ip netns, nft, curl and atftp), or null. */
+const missing = firstReason(
+  needsRoot(),
+  missingTools("ip", "nft", "curl", "atftp"),
+  needsRoot() === null && missingTools("ip", "nft") === null ? await netnsUnavailable() : null,
+);
 
 /**
  * Runs one client. atftp 0.8 aborts with "unexpected OACK" when the server rightly retransmits an OACK
@@ -58,13 +59,11 @@ export async function startServerIn(
   };
 }
 
-Deno.test({
+Deno.test(requires(missing, {
   name: "loss: curl and atftp complete and match through a 10% lossy link between namespaces",
-  ignore: missing !== null && !required,
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    if (missing !== null) throw new Error(`PYPXE_REQUIRE_E2E=1 but: ${missing}`);
     const dir = await Deno.makeTempDir({ prefix: "pypxe-loss-" });
     const pair = await createNetnsPair({ lossPercent: 10 });
     let server: Awaited<ReturnType<typeof startServerIn>> | null = null;
@@ -122,11 +121,10 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("curl", "atftp", "tftp"), {
   name: "loss: curl, atftp and tftp-hpa complete and match through a 10% lossy relay on loopback",
-  ignore: !hasCommand("curl") || !hasCommand("atftp"),
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
@@ -171,19 +169,17 @@ Deno.test({
           String(relay.port),
         ]],
       ];
-      if (hasCommand("tftp")) {
-        clients.push(["tftp-hpa", [
-          "tftp",
-          "127.0.0.1",
-          String(relay.port),
-          "-m",
-          "binary",
-          "-c",
-          "get",
-          "f.bin",
-          o(5),
-        ]]);
-      }
+      clients.push(["tftp-hpa", [
+        "tftp",
+        "127.0.0.1",
+        String(relay.port),
+        "-m",
+        "binary",
+        "-c",
+        "get",
+        "f.bin",
+        o(5),
+      ]]);
       const results = await Promise.all(clients.map(([name, cmd]) => runClient(name, cmd)));
       for (let i = 0; i < clients.length; i++) {
         assert.equal(results[i].code, 0, `${clients[i][0]}: ${results[i].stderr}`);
@@ -196,4 +192,4 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));

@@ -1,7 +1,8 @@
 /** Raspberry Pi network boot on the TFTP side: per-board directories with a fallback to the root. */
 import assert from "node:assert/strict";
 import { piPrefixFallback } from "../../src/netboot/fs.ts";
-import { hasCommand, run, serveTree } from "./helpers.ts";
+import { run, serveTree } from "./helpers.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
 Deno.test("pi: serial and MAC prefixes are recognised, other paths are not", () => {
   assert.equal(piPrefixFallback("1234abcd/start4.elf"), "start4.elf");
@@ -12,9 +13,8 @@ Deno.test("pi: serial and MAC prefixes are recognised, other paths are not", () 
   assert.equal(piPrefixFallback("start.elf"), null);
 });
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "pi: <serial>/file and <MAC>/file are served from their directory, else from the root",
-  ignore: !hasCommand("curl"),
   sanitizeResources: true,
   sanitizeOps: true,
   fn: async () => {
@@ -39,4 +39,4 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));

@@ -6,16 +6,8 @@ import type { StaticLeases } from "../../src/static_leases.ts";
 import { decodePacket, encodePacket, type TftpPacket } from "../../src/tftp/packet.ts";
 import { createTftpService, TftpServer } from "../../src/tftp/server.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import {
-  hasCommand,
-  readFixture,
-  run,
-  serveTree,
-  sha256,
-  sha256File,
-  waitFor,
-  writeRandomFile,
-} from "./helpers.ts";
+import { readFixture, run, serveTree, sha256, sha256File, waitFor, writeRandomFile } from "./helpers.ts";
+import { missingTools, requires, toolAvailable } from "../helpers/tools.ts";
 
 const T = { sanitizeResources: true, sanitizeOps: true };
 const enc = new TextEncoder();
@@ -50,10 +42,9 @@ function rrq(file: string, options: [string, string][] = [], mode = "octet"): Ui
   return encodePacket({ op: "rrq", filename: file, mode, options });
 }
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "server: curl fetches at blksize 512, 1468, 8192 and 65464 with matching sha256",
   ...T,
-  ignore: !hasCommand("curl"),
   async fn() {
     const t = await serveTree({});
     try {
@@ -84,12 +75,11 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("atftp"), {
   name: "server: atftp with blksize, tsize and windowsize 1/4/8/16 matches",
   ...T,
-  ignore: !hasCommand("atftp"),
   async fn() {
     const t = await serveTree({});
     try {
@@ -125,12 +115,11 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("tftp"), {
   name: "server: tftp-hpa fetches binary, and netascii converts line ends",
   ...T,
-  ignore: !hasCommand("tftp"),
   async fn() {
     const text = "line one\nline two\r\nend";
     const t = await serveTree({ "boot/menu.txt": text });
@@ -162,12 +151,11 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
-Deno.test({
+Deno.test(requires(missingTools("curl"), {
   name: "server: a 100 MiB file at blksize 512 (block numbers roll over) matches by sha256",
   ...T,
-  ignore: !hasCommand("curl"),
   async fn() {
     const t = await serveTree({});
     try {
@@ -190,7 +178,7 @@ Deno.test({
       await t.close();
     }
   },
-});
+}));
 
 Deno.test({
   name: "server: windowsize with the test client, with losses inside windows",
@@ -238,11 +226,11 @@ Deno.test({
       await expectError(rrq("..\\..\\etc\\passwd"), 2);
       await expectError(encodePacket({ op: "wrq", filename: "x", mode: "octet", options: [] }), 2);
       await expectError(rrq("dir/a.txt", [], "mail"), 4);
-      if (hasCommand("curl")) {
+      if (toolAvailable("curl: a missing file is exit 68", "curl")) {
         const r = await run(["curl", "-sS", "-o", `${t.dir}/o`, `tftp://127.0.0.1:${t.port}/missing`]);
         assert.equal(r.code, 68, r.stderr); // CURLE_TFTP_NOTFOUND
       }
-      if (hasCommand("tftp")) {
+      if (toolAvailable("tftp-hpa: a put gets ERROR 2", "tftp")) {
         await Deno.writeTextFile(`${t.dir}/up.txt`, "x");
         const r = await run(["tftp", "127.0.0.1", String(t.port), "-c", "put", `${t.dir}/up.txt`, "up.txt"]);
         assert.match(r.stdout + r.stderr, /Error code 2/);
