@@ -130,7 +130,9 @@ export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }):
   // a counted limit is what is still free (a few descriptors below the limit itself)
   if (caps.fileLimit !== null && caps.fileLimit < (caps.probed ? 4000 : 4096)) {
     notes.push(
-      `the open-file limit is ${caps.probed ? "about " : ""}${caps.fileLimit}: raise it (ulimit -n 65536, or LimitNOFILE= in the ` +
+      `the open-file limit is ${
+        caps.probed ? "about " : ""
+      }${caps.fileLimit}: raise it (ulimit -n 65536, or LimitNOFILE= in the ` +
         `systemd unit) so a connection flood cannot crowd out real clients`,
     );
   }
