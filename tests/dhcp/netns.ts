@@ -38,15 +38,6 @@ export function netnsAvailable(tools: string[] = []): string | null {
   return null;
 }
 
-/** True when the environment demands the e2e tests run (PYPXE_REQUIRE_E2E=1). */
-export function e2eRequired(): boolean {
-  try {
-    return Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
-  } catch {
-    return false;
-  }
-}
-
 /** A pair of namespaces: `server` holds `vs` with `serverIp`/24, `client` holds `vc` (no address). */
 export interface NetnsPair {
   server: string;

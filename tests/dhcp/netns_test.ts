@@ -4,17 +4,12 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { refConfig } from "./helpers.ts";
-import { createPair, e2eRequired, netnsAvailable, run } from "./netns.ts";
+import { createPair, netnsAvailable, run } from "./netns.ts";
+import { requires } from "../helpers/tools.ts";
 import { spawnServer } from "./spawn.ts";
 
 const SERVER_IP = "10.213.0.1";
 const LEASE_TIME = 8; // short, so the clients renew by themselves at T1 = 4 s
-
-function reasonUnavailable(tools: string[]): string | null {
-  const why = netnsAvailable(tools);
-  if (why !== null) console.log(`netns tests skipped: ${why}`);
-  return why;
-}
 
 function serverArgs(leasesFile: string) {
   return {
@@ -84,17 +79,14 @@ async function withServerInNamespaces(
   }
 }
 
-const required = e2eRequired();
-const udhcpcMissing = reasonUnavailable(["busybox"]);
-const dhclientMissing = reasonUnavailable(["dhclient"]);
+const udhcpcMissing = netnsAvailable(["busybox"]);
+const dhclientMissing = netnsAvailable(["dhclient"]);
 
-Deno.test({
+Deno.test(requires(udhcpcMissing, {
   name: "netns: busybox udhcpc obtains, renews (unicast) and releases a lease",
-  ignore: udhcpcMissing !== null && !required,
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    if (udhcpcMissing) throw new Error(`PYPXE_REQUIRE_E2E=1 but ${udhcpcMissing}`);
     await withServerInNamespaces(async ({ dir, pair, server, track }) => {
       const log = `${dir}/udhcpc.log`;
       const script = `${dir}/udhcpc.sh`;
@@ -140,18 +132,16 @@ Deno.test({
       ok(await until(() => server.events().some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
     });
   },
-});
+}));
 
 const DHCLIENT_SCRIPT = (log: string) =>
   `#!/bin/sh\necho "$reason $new_ip_address" >> ${log}\ncase "$reason" in\n  BOUND|RENEW|REBIND|REBOOT) ip addr flush dev "$interface"; ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface";;\n  EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev "$interface";;\nesac\nexit 0\n`;
 
-Deno.test({
+Deno.test(requires(dhclientMissing, {
   name: "netns: ISC dhclient obtains, renews at T1, releases; is NAKed for an address of another subnet",
-  ignore: dhclientMissing !== null && !required,
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    if (dhclientMissing) throw new Error(`PYPXE_REQUIRE_E2E=1 but ${dhclientMissing}`);
     await withServerInNamespaces(async ({ dir, pair, server, track }) => {
       const log = `${dir}/dhclient.log`;
       const script = `${dir}/dhclient.sh`;
@@ -197,4 +187,4 @@ Deno.test({
       ok((await stderr).includes("DHCPNAK from 10.213.0.1"));
     });
   },
-});
+}));

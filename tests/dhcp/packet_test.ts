@@ -93,7 +93,7 @@ const VC_EFI = "PXEClient:Arch:00007:UNDI:003010";
 const VC_OVMF = "PXEClient:Arch:00007:UNDI:003000";
 const VC_HTTP = "HTTPClient:Arch:00016:UNDI:003000";
 
-/** Values from /work/shared/fixtures/README.md, one entry per file. */
+/** Values from tests/fixtures/README.md, one entry per file. */
 const EXPECTED: Record<string, Expect> = {
   "dnsmasq-ack-ipxe-bios": {
     type: ACK,
