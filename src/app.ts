@@ -97,7 +97,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
   try {
     for (const note of request.autoNotes) log.info(note);
     for (const warning of request.built.warnings) log.warn(warning);
-    const netboot = await openNetboot(config);
+    const netboot = await openNetboot(config, io);
     if (typeof netboot === "number") return netboot;
     if (request.checkOnly) return await checkOnly(config, netboot, request.staticLeases, io);
 
@@ -147,6 +147,8 @@ async function readRequest(args: readonly string[], io: AppIo): Promise<Request 
       : { values: {}, warnings: [] };
     for (const warning of file.warnings) io.stderr(`pypxe: warning: ${warning}\n`);
     if (request.dumpConfigMerged) {
+      // validated like a real start (a bad value is the same one-line error, exit 2), printed as merged
+      buildConfig({ file: file.values, flags: request.flags });
       io.stdout(configToJson({ ...DEFAULTS, ...file.values, ...request.flags }) + "\n");
       return 0;
     }
@@ -170,7 +172,7 @@ async function readRequest(args: readonly string[], io: AppIo): Promise<Request 
 }
 
 /** The netboot tree: `--netboot-dir` over the embedded one (a missing default dir is no error). */
-async function openNetboot(config: PxeConfig): Promise<NetbootFs | number> {
+async function openNetboot(config: PxeConfig, io: AppIo): Promise<NetbootFs | number> {
   try {
     const overlay = config.NETBOOT_DIR === DEFAULTS.NETBOOT_DIR && !(await exists(config.NETBOOT_DIR))
       ? undefined
@@ -178,7 +180,7 @@ async function openNetboot(config: PxeConfig): Promise<NetbootFs | number> {
     return await NetbootFs.open({ overlay });
   } catch (err) {
     if (!(err instanceof NetbootError)) throw err;
-    getLogger(MAIN_CATEGORY).error(`--netboot-dir ${err.message}`);
+    io.stderr(`pypxe: error: --netboot-dir ${err.message}\n`);
     return 2;
   }
 }

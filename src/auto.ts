@@ -5,7 +5,7 @@
  * answered. TFTP, HTTP and iPXE are turned on in both cases.
  * @module
  */
-import { ConfigError, type PxeConfig } from "./config.ts";
+import { allInterfaceNames, ConfigError, type PxeConfig } from "./config.ts";
 import { getIp, MessageType, messageType, Opt, setOption } from "./dhcp/options.ts";
 import { createDhcpPacket, decodeDhcp, DhcpDecodeError, encodeDhcp } from "./dhcp/packet.ts";
 import { describeBindError, type Ipv4Interface, ipv4Interfaces } from "./net.ts";
@@ -19,10 +19,18 @@ export interface ProbeAnswer {
 }
 
 /** Chooses the interface: `--interface`, else the only IPv4 one, else the only wired-looking (`e*`) one. */
-export function chooseInterface(name: string, list: Ipv4Interface[] = ipv4Interfaces()): Ipv4Interface {
+export function chooseInterface(name: string, list?: Ipv4Interface[]): Ipv4Interface {
+  const own = list === undefined;
+  list ??= ipv4Interfaces();
   if (name !== "") {
     const found = list.find((i) => i.name === name);
-    if (found === undefined) throw new ConfigError(`--interface ${name}: no IPv4 address on that interface`);
+    if (found === undefined) {
+      const every = own ? allInterfaceNames() : null;
+      const what = every !== null && !every.includes(name)
+        ? `no such interface (this host has ${every.join(", ") || "none"})`
+        : "no IPv4 address on that interface";
+      throw new ConfigError(`--interface ${name}: ${what}`);
+    }
     return found;
   }
   if (list.length === 1) return list[0];

@@ -73,6 +73,8 @@ export function parseArgs(args: readonly string[]): CliRequest {
 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
+    // `deno task start -- --dhcp` passes the `--` on: pypxe takes no positional arguments, so it means nothing
+    if (arg === "--") continue;
     const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
@@ -97,8 +99,8 @@ export function parseArgs(args: readonly string[]): CliRequest {
         if (!name.startsWith("-")) {
           throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (flags start with --)`);
         }
-        const all = [...table.keys(), ...Object.keys(COMMANDS)];
-        throw new ConfigError(`unknown flag ${name} (did you mean ${closest(name, all)}?)`);
+        const near = closest(name, [...table.keys(), ...Object.keys(COMMANDS)]);
+        throw new ConfigError(`unknown flag ${name}${near === null ? "" : ` (did you mean ${near}?)`}`);
       }
       const previous = seen.get(target.key);
       if (previous !== undefined && previous !== name && target.bool !== undefined) {

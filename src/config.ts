@@ -191,14 +191,16 @@ function distance(a: string, b: string): number {
 }
 
 /** The candidate closest to `word`. */
-export function closest(word: string, candidates: readonly string[]): string {
-  let best = candidates[0];
+export function closest(word: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
   let bestDistance = Infinity;
   for (const c of candidates) {
     const d = distance(word.toUpperCase(), c.toUpperCase());
     if (d < bestDistance) [best, bestDistance] = [c, d];
   }
-  return best;
+  // only a near miss is a suggestion: a typo or two, not a different word (--frobnicate is not --no-ipxe)
+  const bare = word.replace(/^-+/, "");
+  return bestDistance <= Math.max(2, Math.floor(bare.length / 4)) ? best : null;
 }
 
 /** Partial config from the JSON file, with warnings for keys that were ignored. */
@@ -224,7 +226,10 @@ export function parseConfigJson(text: string, source: string): FileConfig {
   for (const [rawKey, raw] of Object.entries(data)) {
     const key = (rawKey in SETTINGS ? rawKey : KEY_ALIASES[rawKey]) as ConfigKey | undefined;
     if (key === undefined) {
-      warnings.push(`${source}: unknown key ${rawKey} ignored (did you mean ${closest(rawKey, keys)}?)`);
+      const near = closest(rawKey, keys);
+      warnings.push(
+        `${source}: unknown key ${rawKey} ignored${near === null ? "" : ` (did you mean ${near}?)`}`,
+      );
       continue;
     }
     const setting = SETTINGS[key];
@@ -322,6 +327,13 @@ function pickInterface(
     const found = all.find((i) => i.name === config.INTERFACE);
     if (found === undefined) {
       const names = [...new Set(all.map((i) => i.name))];
+      // the host's other interfaces only count when the list is the host's (tests inject their own)
+      const every = list === ipv4Interfaces ? allInterfaceNames() : null;
+      if (every !== null && !every.includes(config.INTERFACE)) {
+        throw new ConfigError(
+          `--interface ${config.INTERFACE}: no such interface (this host has ${every.join(", ") || "none"})`,
+        );
+      }
       throw new ConfigError(
         `--interface ${config.INTERFACE}: no IPv4 address on that interface (with IPv4: ${
           names.join(", ") || "none"
@@ -415,4 +427,13 @@ function nameOf(key: ConfigKey, explicit: ReadonlySet<ConfigKey>): string {
 export function configToJson(config: Partial<PxeConfig>): string {
   const sorted = Object.fromEntries(Object.entries(config).sort(([a], [b]) => a.localeCompare(b)));
   return JSON.stringify(sorted, null, 4);
+}
+
+/** The names of every network interface of this host (any address family), or null if unknown. */
+export function allInterfaceNames(): string[] | null {
+  try {
+    return [...new Set(Deno.networkInterfaces().map((i) => i.name))];
+  } catch {
+    return null;
+  }
 }
