@@ -1,6 +1,7 @@
 /**
- * Socket plumbing for NBD sessions: a buffered reader that hands out views of whole messages, and a
- * reply buffer that gathers many small replies (or one reply header plus its read data) into one write.
+ * Socket plumbing for NBD sessions: a buffered reader that hands out views of whole messages, a reply
+ * buffer that gathers many small replies (or one reply header plus its read data) into one write, and a
+ * watch that gives the event loop a turn when a session has kept it busy.
  * @module
  */
 
@@ -83,7 +84,7 @@ export class StreamReader {
       if (this.eof) return false;
       let n: number | null;
       try {
-        n = await this.#stream.read(dest.subarray(done));
+        n = await this.#stream.read(dest.subarray(done, Math.min(dest.length, done + SOCKET_CHUNK)));
       } catch (err) {
         this.error = err;
         n = null;
@@ -110,11 +111,17 @@ export class StreamReader {
   }
 }
 
-/** Writes all of `data`; throws when the stream fails. */
+/**
+ * Largest piece handed to one socket read or write: the kernel copies a whole piece on the event loop's
+ * thread, so a 32 MiB reply goes out in several turns rather than in multi-megabyte copies.
+ */
+export const SOCKET_CHUNK = 1 << 20;
+
+/** Writes all of `data`, {@linkcode SOCKET_CHUNK} at most per write; throws when the stream fails. */
 export async function writeAll(stream: ByteStream, data: Uint8Array): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    const n = await stream.write(data.subarray(done));
+    const n = await stream.write(data.subarray(done, Math.min(data.length, done + SOCKET_CHUNK)));
     if (n <= 0) throw new Error("socket write made no progress");
     done += n;
   }
@@ -158,5 +165,50 @@ export class ReplyBuffer {
     const len = this.#len;
     this.#len = 0;
     await writeAll(stream, this.#buf.subarray(0, len));
+  }
+}
+
+/**
+ * Notices when the event loop has had no turn for a while and waits for the next one. An `await` on a
+ * socket write the kernel takes at once, or on a store served from memory, continues without one, so a
+ * session fed by a pipelining client could keep DHCP and TFTP waiting; the session asks {@linkcode check}
+ * after each request. A zero-delay timer marks the turns: while they come by themselves (file I/O,
+ * sockets that make the session wait) it fires on its own and nothing is awaited. At most one timer is
+ * set per `busyMs`, so the watch costs nothing measurable.
+ */
+export class LoopTurns {
+  readonly #busyMs: number;
+  #pending: Promise<void> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedAt = 0;
+  #lastTurn = performance.now();
+
+  /** Waits for a turn once `busyMs` (up to twice that) have passed without one. */
+  constructor(busyMs = 4) {
+    this.#busyMs = busyMs;
+  }
+
+  /** Undefined while the loop turns; a promise of the next turn after `busyMs` without one. */
+  check(): Promise<void> | undefined {
+    const now = performance.now();
+    if (this.#pending !== null) return now - this.#armedAt > this.#busyMs ? this.#pending : undefined;
+    if (now - this.#lastTurn < this.#busyMs) return undefined;
+    this.#armedAt = now;
+    this.#pending = new Promise((resolve) => {
+      this.#timer = setTimeout(() => {
+        this.#pending = null;
+        this.#timer = undefined;
+        this.#lastTurn = performance.now();
+        resolve();
+      }, 0);
+    });
+    return undefined;
+  }
+
+  /** Cancels the marker timer (at the end of the session). */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = null;
   }
 }

@@ -267,7 +267,7 @@ export class NbdServer implements Service {
         try {
           checkFreeMemory(path, base.size);
           const started = performance.now();
-          const ram = RamStore.load({
+          const ram = await RamStore.load({
             source: base,
             writable: direct,
             onProgress: terminalProgress(`copying ${path} to RAM`),

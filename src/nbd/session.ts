@@ -1,13 +1,14 @@
 /**
  * One NBD client connection: the fixed newstyle option haggling, then the transmission phase. Requests
- * are served in arrival order, one at a time, while the client may keep many in flight (pipelining);
- * replies to requests that are already buffered are gathered into one socket write. Every request gets
- * exactly one reply; a protocol violation or a closed socket ends the session, never the server.
+ * are served in arrival order, one at a time (each awaits its store I/O, so the event loop stays free),
+ * while the client may keep many in flight (pipelining); replies to requests that are already buffered
+ * are gathered into one socket write. Every request gets exactly one reply; a protocol violation or a
+ * closed socket ends the session, never the server.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { ByteStream } from "./io.ts";
-import { ReplyBuffer, StreamReader, writeAll } from "./io.ts";
+import { LoopTurns, ReplyBuffer, StreamReader, writeAll } from "./io.ts";
 import {
   commandName,
   decodeClientFlags,
@@ -129,6 +130,7 @@ class SessionEnd extends Error {
 export async function runSession(opts: SessionOptions): Promise<SessionResult> {
   const result: SessionResult = { outcome: "ok", bytesRead: 0, bytesWritten: 0 };
   const reader = new StreamReader(opts.stream);
+  const turns = new LoopTurns();
   let store: BlockStore | undefined;
   try {
     const chosen = await handshake(opts, reader);
@@ -137,7 +139,7 @@ export async function runSession(opts: SessionOptions): Promise<SessionResult> {
     result.export = chosen;
     store = chosen.open();
     opts.host.onOpen(chosen);
-    await transmission(opts, reader, store, result);
+    await transmission(opts, reader, store, result, turns);
   } catch (err) {
     if (err instanceof SessionEnd) {
       result.outcome = err.outcome;
@@ -150,6 +152,7 @@ export async function runSession(opts: SessionOptions): Promise<SessionResult> {
       log.error("{client}: {outcome}", { client: opts.client, outcome: result.outcome });
     }
   } finally {
+    turns.close();
     opts.onHandshakeDone?.();
     if (store !== undefined && result.export !== undefined) {
       try {
@@ -331,6 +334,7 @@ async function transmission(
   reader: StreamReader,
   store: BlockStore,
   result: SessionResult,
+  turns: LoopTurns,
 ): Promise<void> {
   const { stream, client } = opts;
   const out = new ReplyBuffer();
@@ -369,8 +373,8 @@ async function transmission(
         }
         let errno = 0;
         try {
-          store.write(offset, data);
-          if (flags & NbdCmdFlag.FUA) store.flush();
+          await store.write(offset, data);
+          if (flags & NbdCmdFlag.FUA) await store.flush();
           result.bytesWritten += length;
         } catch (err) {
           errno = storeErrno(err, client, `WRITE ${length}@${offset}`);
@@ -395,7 +399,7 @@ async function transmission(
         case NbdCmd.READ: {
           const space = out.reserve(SIMPLE_REPLY_SIZE + length);
           try {
-            store.read(offset, space.subarray(SIMPLE_REPLY_SIZE));
+            await store.read(offset, space.subarray(SIMPLE_REPLY_SIZE));
             writeSimpleReply(space, 0, 0, handle);
             result.bytesRead += length;
           } catch (err) {
@@ -412,9 +416,9 @@ async function transmission(
         case NbdCmd.WRITE_ZEROES: {
           let errno = 0;
           try {
-            if (type === NbdCmd.TRIM) store.trim(offset, length);
-            if (type === NbdCmd.WRITE_ZEROES) store.writeZeroes(offset, length);
-            if (type === NbdCmd.FLUSH || (flags & NbdCmdFlag.FUA)) store.flush();
+            if (type === NbdCmd.TRIM) await store.trim(offset, length);
+            if (type === NbdCmd.WRITE_ZEROES) await store.writeZeroes(offset, length);
+            if (type === NbdCmd.FLUSH || (flags & NbdCmdFlag.FUA)) await store.flush();
           } catch (err) {
             errno = storeErrno(err, client, `${commandName(type)} ${length}@${offset}`);
           }
@@ -427,5 +431,7 @@ async function transmission(
       }
     }
     if (out.length >= FLUSH_AT) await out.flush(stream);
+    const turn = turns.check();
+    if (turn !== undefined) await turn;
   }
 }

@@ -4,18 +4,18 @@
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { type BootEvent, BootEvents } from "../../src/events.ts";
-import { makeImage, run, seededBytes, sha256, toolsPresent, waitFor, withServer } from "./helpers.ts";
+import { makeImage, run, seededBytes, sha256, TOOLS, waitFor, withServer } from "./helpers.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 
-const present = await toolsPresent();
+const missing = missingTools(...TOOLS);
 const SIZE = 8 * 1024 * 1024 + 4096 * 3 + 512; // not a power of two
 const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({
+  Deno.test(requires(missing, {
     name: `nbd clients: ${name}`,
-    ignore: !present,
     sanitizeResources: true,
     sanitizeOps: true,
     fn,
-  });
+  }));
 
 interface InfoExport {
   "export-name": string;

@@ -72,40 +72,8 @@ export async function run(cmd: string, args: string[]): Promise<RunResult> {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-const toolCache = new Map<string, boolean>();
-
-/** True when `cmd` can be run. */
-export async function hasTool(cmd: string): Promise<boolean> {
-  if (toolCache.has(cmd)) return toolCache.get(cmd)!;
-  let ok = false;
-  try {
-    await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" }).output();
-    ok = true;
-  } catch {
-    ok = false;
-  }
-  toolCache.set(cmd, ok);
-  return ok;
-}
-
 /** Tools the integration tests drive. */
 export const TOOLS = ["nbdinfo", "nbdcopy", "qemu-img", "qemu-io"];
-
-/** Whether every tool is present; logs the reason when not (a failure under PYPXE_REQUIRE_E2E=1). */
-export async function toolsPresent(): Promise<boolean> {
-  const missing: string[] = [];
-  for (const t of TOOLS) if (!(await hasTool(t))) missing.push(t);
-  if (missing.length === 0) return true;
-  const required =
-    Deno.permissions.querySync({ name: "env", variable: "PYPXE_REQUIRE_E2E" }).state === "granted" &&
-    Deno.env.get("PYPXE_REQUIRE_E2E") === "1";
-  const msg = `NBD client tests skipped: missing ${
-    missing.join(", ")
-  } (apt-get install libnbd-bin qemu-utils)`;
-  if (required) throw new Error(msg);
-  console.warn(msg);
-  return false;
-}
 
 /** A bare-bones NBD client speaking the wire protocol directly. */
 export class RawClient {

@@ -4,6 +4,7 @@
  * loop survives EMFILE and a listener closed under it. Real sockets on 127.0.0.1; nbdinfo (libnbd-bin)
  * as the real client.
  */
+import { missingTools, requires } from "../helpers/tools.ts";
 import { equal, ok } from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
 import { type BootEvent, BootEvents } from "../../src/events.ts";
@@ -11,31 +12,19 @@ import { DEFAULTS } from "../../src/config.ts";
 import { connectionCaps } from "../../src/limits.ts";
 import { NbdCmd } from "../../src/nbd/protocol.ts";
 import { createNbdService, NbdServer } from "../../src/nbd/server.ts";
-import { hasTool, makeImage, RawClient, run, waitFor, withServer } from "./helpers.ts";
+import { makeImage, RawClient, run, waitFor, withServer } from "./helpers.ts";
 
 const SIZE = 1 << 20;
 
-/** nbdinfo present? Missing is a failure under PYPXE_REQUIRE_E2E=1, as in the other NBD client tests. */
-async function nbdinfoPresent(): Promise<boolean> {
-  if (await hasTool("nbdinfo")) return true;
-  const msg = "NBD limit tests with nbdinfo skipped: missing nbdinfo (apt-get install libnbd-bin)";
-  if (
-    Deno.permissions.querySync({ name: "env", variable: "PYPXE_REQUIRE_E2E" }).state === "granted" &&
-    Deno.env.get("PYPXE_REQUIRE_E2E") === "1"
-  ) throw new Error(msg);
-  console.warn(msg);
-  return false;
-}
-const present = await nbdinfoPresent();
+const nbdinfoMissing = missingTools("nbdinfo");
 
 const test = (name: string, fn: () => void | Promise<void>, needsNbdinfo = false) =>
-  Deno.test({
+  Deno.test(requires(needsNbdinfo ? nbdinfoMissing : null, {
     name: `nbd limits: ${name}`,
-    ignore: needsNbdinfo && !present,
     sanitizeResources: true,
     sanitizeOps: true,
     fn,
-  });
+  }));
 
 /** Runs nbdinfo on `url`; returns the export size it reported. */
 async function nbdinfoSize(url: string): Promise<number> {

@@ -1,4 +1,4 @@
-import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import {
   type BlockStore,
   COW_BLOCK,
@@ -18,7 +18,7 @@ import { makeImage, type Rng, xorshift } from "./helpers.ts";
 const SIZE = 5 * COW_BLOCK * 8 + 1234;
 
 /** Random reads, writes, zero writes and trims at unaligned offsets, compared with a plain byte array. */
-function checkAgainstModel(store: BlockStore, model: Uint8Array, rng: Rng, ops: number): void {
+async function checkAgainstModel(store: BlockStore, model: Uint8Array, rng: Rng, ops: number): Promise<void> {
   for (let i = 0; i < ops; i++) {
     const kind = rng.below(10);
     // lengths from 1 byte to a few blocks, offsets anywhere, often straddling block edges
@@ -29,19 +29,19 @@ function checkAgainstModel(store: BlockStore, model: Uint8Array, rng: Rng, ops: 
     if (off < 0) continue;
     if (kind < 4) {
       const data = rng.bytes(len);
-      store.write(off, data);
+      await store.write(off, data);
       model.set(data, off);
     } else if (kind === 4) {
-      store.writeZeroes(off, len);
+      await store.writeZeroes(off, len);
       model.fill(0, off, off + len);
     } else {
       const got = new Uint8Array(len);
-      store.read(off, got);
+      await store.read(off, got);
       deepStrictEqual(got, model.subarray(off, off + len), `op ${i}: read ${len}@${off}`);
     }
   }
   const all = new Uint8Array(SIZE);
-  store.read(0, all);
+  await store.read(0, all);
   deepStrictEqual(all, model);
 }
 
@@ -51,16 +51,19 @@ Deno.test("nbd store: FileStore reads, writes and reports its size", async () =>
     const ro = FileStore.open({ path: img.path, writable: false });
     equal(ro.size, SIZE);
     equal(ro.writable, false);
-    throws(() => ro.write(0, new Uint8Array(1)), (e: unknown) => e instanceof NbdStoreError && e.errno === 1);
+    await rejects(
+      ro.write(0, new Uint8Array(1)),
+      (e: unknown) => e instanceof NbdStoreError && e.errno === 1,
+    );
     const got = new Uint8Array(100);
-    ro.read(SIZE - 100, got);
+    await ro.read(SIZE - 100, got);
     deepStrictEqual(got, img.data.subarray(SIZE - 100));
     ro.close();
 
     const rw = FileStore.open({ path: img.path, writable: true });
     const model = img.data.slice();
-    checkAgainstModel(rw, model, xorshift(2), 2000);
-    rw.flush();
+    await checkAgainstModel(rw, model, xorshift(2), 2000);
+    await rw.flush();
     rw.close();
     deepStrictEqual(await Deno.readFile(img.path), model);
   } finally {
@@ -75,7 +78,7 @@ Deno.test("nbd store: memory COW matches an independent model for random unalign
     for (const seed of [11, 12, 13]) {
       const budget = new MemoryBudget(1 << 30);
       const cow = new MemoryCowStore({ base, budget });
-      checkAgainstModel(cow, img.data.slice(), xorshift(seed), 3000);
+      await checkAgainstModel(cow, img.data.slice(), xorshift(seed), 3000);
       ok(cow.blocks > 0);
       equal(budget.used, cow.blocks * COW_BLOCK);
       cow.close();
@@ -95,7 +98,7 @@ Deno.test("nbd store: file COW matches the model; its file is gone", async () =>
     const base = FileStore.open({ path: img.path, writable: false });
     for (const seed of [21, 22, 23]) {
       const cow = FileCowStore.create({ base, dir: state, tag: `t${seed}` });
-      checkAgainstModel(cow, img.data.slice(), xorshift(seed), 3000);
+      await checkAgainstModel(cow, img.data.slice(), xorshift(seed), 3000);
       equal([...Deno.readDirSync(state)].length, 0, "the overlay is unlinked while open (POSIX)");
       cow.close();
     }
@@ -112,20 +115,20 @@ Deno.test("nbd store: COW over a RAM copy, and a writable RAM copy", async () =>
   const img = await makeImage({ size: SIZE, seed: 5 });
   try {
     const file = FileStore.open({ path: img.path, writable: false });
-    const ram = RamStore.load({ source: file, writable: false });
+    const ram = await RamStore.load({ source: file, writable: false });
     file.close();
     const cow = new MemoryCowStore({ base: ram, budget: new MemoryBudget(1 << 30) });
-    checkAgainstModel(cow, img.data.slice(), xorshift(31), 2000);
+    await checkAgainstModel(cow, img.data.slice(), xorshift(31), 2000);
     cow.close();
     const all = new Uint8Array(SIZE);
-    ram.read(0, all);
+    await ram.read(0, all);
     deepStrictEqual(all, img.data);
-    throws(() => ram.write(0, new Uint8Array(1)), NbdStoreError);
+    await rejects(ram.write(0, new Uint8Array(1)), NbdStoreError);
 
     const file2 = FileStore.open({ path: img.path, writable: false });
-    const rw = RamStore.load({ source: file2, writable: true });
+    const rw = await RamStore.load({ source: file2, writable: true });
     file2.close();
-    checkAgainstModel(rw, img.data.slice(), xorshift(32), 2000);
+    await checkAgainstModel(rw, img.data.slice(), xorshift(32), 2000);
     rw.close();
   } finally {
     await Deno.remove(img.dir, { recursive: true });
@@ -139,18 +142,18 @@ Deno.test("nbd store: the memory budget refuses writes with ENOSPC before changi
     const budget = new MemoryBudget(3 * COW_BLOCK);
     const a = new MemoryCowStore({ base, budget });
     const b = new MemoryCowStore({ base, budget });
-    a.write(10, new Uint8Array(COW_BLOCK)); // touches blocks 0 and 1
-    throws(
-      () => b.write(0, new Uint8Array(2 * COW_BLOCK)),
+    await a.write(10, new Uint8Array(COW_BLOCK)); // touches blocks 0 and 1
+    await rejects(
+      b.write(0, new Uint8Array(2 * COW_BLOCK)),
       (e: unknown) => e instanceof NbdStoreError && e.errno === NbdError.ENOSPC,
     );
     const got = new Uint8Array(2 * COW_BLOCK);
-    b.read(0, got);
+    await b.read(0, got);
     deepStrictEqual(got, img.data.subarray(0, 2 * COW_BLOCK), "a refused write leaves nothing behind");
-    b.write(0, new Uint8Array([1])); // one block still fits
+    await b.write(0, new Uint8Array([1])); // one block still fits
     equal(budget.used, 3 * COW_BLOCK);
-    a.write(COW_BLOCK, new Uint8Array([9])); // an existing block needs no budget
-    a.trim(0, 2 * COW_BLOCK); // whole blocks dropped: budget returned
+    await a.write(COW_BLOCK, new Uint8Array([9])); // an existing block needs no budget
+    await a.trim(0, 2 * COW_BLOCK); // whole blocks dropped: budget returned
     equal(budget.used, COW_BLOCK);
     a.close();
     b.close();
