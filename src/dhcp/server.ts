@@ -108,6 +108,11 @@ export class DhcpServer implements Service {
     this.#loops = [];
     this.#throttle.close();
     await this.responder.leases.close();
+    const c = this.#opts.config;
+    if (c.LEASES_FILE !== "" && !c.DHCP_MODE_PROXY) {
+      const n = this.responder.leases.boundLeases().length;
+      log.info(`stopped: ${n} lease${n === 1 ? "" : "s"} saved to ${literal(c.LEASES_FILE)}`);
+    }
   }
 
   /** Saves the leases now and reloads the static leases file (SIGHUP); a bad file keeps the old ones. */

@@ -73,3 +73,59 @@ Deno.test("messages: the `--` of `deno task start -- --flags` is ignored", async
   equal(r.code, 0);
   ok(r.stdout.startsWith("pypxe "));
 });
+
+Deno.test("messages: on SIGTERM the DHCP service says how many leases it saved, and where", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pypxe-messages-stop-" });
+  const l = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  const leases = `${dir}/leases.json`;
+  await Deno.writeTextFile(
+    leases,
+    JSON.stringify({
+      "AA:BB:CC:DD:EE:01": { ip: "127.0.0.101", expire: Date.now() / 1000 + 3600, ipxe: false },
+    }),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../../main.ts", import.meta.url).pathname,
+      ...[
+        "--no-tftp",
+        "--no-status",
+        "--dhcp",
+        "--dhcp-server-ip",
+        "127.0.0.1",
+        "--dhcp-server-port",
+        String(port),
+      ],
+      ...["--dhcp-subnet", "255.0.0.0", "--dhcp-begin", "127.0.0.100", "--dhcp-end", "127.0.0.110"],
+      ...["--dhcp-router", "127.0.0.1", "--dhcp-fileserver", "127.0.0.1", "--save-leases", leases],
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    for (let i = 0; i < 200 && !text.includes("ready"); i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    ok(text.includes("ready"), text);
+    child.kill("SIGTERM");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    equal((await child.status).code, 0);
+    match(text, new RegExp(`stopped: 1 lease saved to ${leases.replaceAll(".", "\\.")}`));
+  } finally {
+    reader.releaseLock();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
