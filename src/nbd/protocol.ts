@@ -2,6 +2,8 @@
  * NBD wire format (fixed newstyle handshake and transmission), per the NBD protocol document
  * (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md). Pure codecs: no sockets, no
  * clocks, no logging. Every decoder throws {@linkcode NbdProtocolError} naming the field and the reason.
+ * The file is long because it is the whole codec, both sides of the handshake and of transmission with the
+ * constants they share, so an encoder and its decoder always read side by side.
  *
  * @example
  * ```ts

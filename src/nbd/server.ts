@@ -1,8 +1,8 @@
 /**
- * The NBD service: one TCP listener serving one or more image files or block devices. Read-only unless
- * writes are enabled; with writes, each connection gets its own copy-on-write overlay (in a file under a
- * state directory, or in memory within a byte budget) unless copy-on-write is turned off, in which case
- * writes go to the image itself.
+ * The NBD service: one TCP listener serving the exports of an {@linkcode ExportSet} (`exports.ts`), with
+ * a connection cap that evicts unfinished handshakes, a handshake timeout, and backoff and listening
+ * again after accept failures. Read-only unless writes are enabled; with writes, each connection gets its
+ * own copy-on-write overlay unless copy-on-write is turned off, in which case writes go to the image.
  *
  * @example
  * ```ts
@@ -14,52 +14,24 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { basename } from "node:path";
+import { closeQuietly, errText } from "../errors.ts";
 import type { BootEvents } from "../events.ts";
 import { backoff, isResourceExhaustion } from "../limits.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
+import { ExportSet, type ExportSetOptions } from "./exports.ts";
 import { NbdFlag } from "./protocol.ts";
-import { escapeTemplate, runSession, type SessionExport, type SessionHost } from "./session.ts";
-import {
-  type BlockStore,
-  FileCowStore,
-  FileStore,
-  MemoryBudget,
-  MemoryCowStore,
-  RamStore,
-  removeStaleCowFiles,
-} from "./store.ts";
-import { terminalProgress } from "../progress.ts";
+import { escapeTemplate, runSession, type SessionHost } from "./session.ts";
 
-/** One export: an image path, with an optional name (default: the file's base name) and description. */
-export interface NbdExportOptions {
-  path: string;
-  name?: string;
-  description?: string;
-}
+export type { NbdExportOptions } from "./exports.ts";
 
-/** Options of {@linkcode NbdServer}. */
-export interface NbdServerOptions {
-  /** Images to serve; the first is also the default ("") export. */
-  exports: readonly (string | NbdExportOptions)[];
+/** Options of {@linkcode NbdServer}: the exports (see {@linkcode ExportSetOptions}) and the listener. */
+export interface NbdServerOptions extends ExportSetOptions {
   /** Address to bind (default 0.0.0.0). */
   hostname?: string;
   /** TCP port (default 10809; 0 picks a free one, see {@linkcode NbdServer.port}). */
   port?: number;
-  /** Accept writes (default false: read-only). */
-  write?: boolean;
-  /** With `write`, give each connection a private copy-on-write overlay (default true). */
-  cow?: boolean;
-  /** Keep overlays in memory instead of files (default false). */
-  cowInMemory?: boolean;
-  /** Bytes all in-memory overlays may use together before writes fail with ENOSPC (default 1 GiB). */
-  cowMemoryLimit?: number;
-  /** Directory for overlay files (default: a temporary directory made at start, removed at stop). */
-  stateDir?: string;
-  /** Copy every image into RAM at start (default false). */
-  copyToRam?: boolean;
   /** Boot events sink (transfer-start/-end per connection). */
   events?: BootEvents;
   /**
@@ -86,12 +58,6 @@ const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 1000;
 
 const log = getLogger(["pypxe", "nbd"]);
-const DEFAULT_COW_MEMORY = 1 << 30;
-
-interface OpenExport extends SessionExport {
-  readonly path: string;
-  readonly base: BlockStore;
-}
 
 interface Connection {
   readonly conn: Deno.TcpConn;
@@ -114,7 +80,7 @@ export class NbdServer implements Service {
   #bound: { hostname: string; port: number } | null = null;
   #acceptLoop: Promise<void> | null = null;
   #abort = new AbortController();
-  #exports: OpenExport[] = [];
+  readonly #exports: ExportSet;
   /** Open connections, oldest first; the two subsets hold those still in their handshake. */
   #connections = new Set<Connection>();
   #greeted = new Set<Connection>();
@@ -124,16 +90,13 @@ export class NbdServer implements Service {
   readonly #throttle = new LogThrottle({ log });
   readonly #maxConnections: number;
   readonly #handshakeTimeoutMs: number;
-  #budget: MemoryBudget;
-  #stateDir: string | null = null;
-  #ownsStateDir = false;
   #nextConn = 1;
   #stopping = false;
 
   /** Creates the server; nothing is opened until {@linkcode NbdServer.start}. */
   constructor(opts: NbdServerOptions) {
     this.#opts = opts;
-    this.#budget = new MemoryBudget(opts.cowMemoryLimit ?? DEFAULT_COW_MEMORY);
+    this.#exports = new ExportSet(opts, () => `${Deno.pid}-${this.#nextConn}`);
     this.#maxConnections = Math.max(1, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.#handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   }
@@ -155,12 +118,12 @@ export class NbdServer implements Service {
 
   /** The directory holding overlay files (after start, when file overlays are in use). */
   get stateDir(): string | null {
-    return this.#stateDir;
+    return this.#exports.stateDir;
   }
 
   /** Bytes in use by in-memory overlays. */
   get cowMemoryUsed(): number {
-    return this.#budget.used;
+    return this.#exports.cowMemoryUsed;
   }
 
   /** Number of open client connections. */
@@ -169,7 +132,7 @@ export class NbdServer implements Service {
   }
 
   endpoints(): string[] {
-    const names = this.#exports.map((e) => e.name).join(", ");
+    const names = this.#exports.list.map((e) => e.name).join(", ");
     return [`TCP ${this.#opts.hostname ?? "0.0.0.0"}:${this.port}${names ? ` (${names})` : ""}`];
   }
 
@@ -180,23 +143,24 @@ export class NbdServer implements Service {
     this.#stopping = false;
     this.#abort = new AbortController();
     try {
-      await this.#openExports();
+      await this.#exports.open();
     } catch (err) {
-      this.#closeExports();
-      throw new Error(`nbd: ${err instanceof Error ? err.message : String(err)}`);
+      this.#exports.close();
+      await this.#exports.removeStateDir(); // a temp dir made for the overlays must not leak
+      throw new Error(`nbd: ${errText(err)}`);
     }
     try {
       this.#listener = this.#listen(hostname, port);
     } catch (err) {
-      this.#closeExports();
-      await this.#removeStateDir();
+      this.#exports.close();
+      await this.#exports.removeStateDir();
       throw new Error(describeBindError(err, { service: "nbd", proto: "TCP", host: hostname, port }));
     }
     this.#bound = { hostname, port: this.#listener.addr.port };
     this.#acceptLoop = this.#accept();
     log.info("NBD on {where}: {exports}", {
       where: `${hostname}:${this.port}`,
-      exports: this.#exports.map((e) => `${e.name} (${e.size} bytes, ${this.#modeText()})`).join(", "),
+      exports: this.#exports.describe(),
     });
   }
 
@@ -210,8 +174,8 @@ export class NbdServer implements Service {
     for (const c of [...this.#connections]) this.#drop(c, "stop");
     await Promise.all([...this.#sessions]);
     this.#throttle.close();
-    this.#closeExports();
-    await this.#removeStateDir();
+    this.#exports.close();
+    await this.#exports.removeStateDir();
     this.#bound = null;
   }
 
@@ -227,119 +191,6 @@ export class NbdServer implements Service {
       // already closed
     }
     this.#listener = null;
-  }
-
-  #modeText(): string {
-    const o = this.#opts;
-    const where = o.copyToRam ? ", in RAM" : "";
-    if (!o.write) return `read-only${where}`;
-    if (o.cow === false) return `writable: writes go to the image${where}`;
-    return `copy-on-write per client ${o.cowInMemory ? "in memory" : `in ${this.#stateDir}`}${where}`;
-  }
-
-  async #openExports(): Promise<void> {
-    const o = this.#opts;
-    if (o.exports.length === 0) throw new Error("no export given");
-    const write = o.write ?? false;
-    const cow = write && (o.cow ?? true);
-    const direct = write && !cow;
-    if (direct) {
-      log.warn("NBD writes go straight to the image(s) and are shared by every client (--no-nbd-cow)");
-    }
-    if (cow && !o.cowInMemory) await this.#prepareStateDir();
-
-    const seen = new Set<string>();
-    for (const spec of o.exports) {
-      const { path, name = basename(path), description = "" } = typeof spec === "string"
-        ? { path: spec }
-        : spec;
-      if (seen.has(name)) {
-        throw new Error(`two exports are named "${name}"; give each image a distinct file name`);
-      }
-      seen.add(name);
-      let base: BlockStore;
-      try {
-        base = FileStore.open({ path, writable: direct && !o.copyToRam });
-      } catch (err) {
-        throw new Error(`cannot open ${path}${direct ? " for writing" : ""}: ${errText(err)}`);
-      }
-      if (o.copyToRam) {
-        try {
-          checkFreeMemory(path, base.size);
-          const started = performance.now();
-          const ram = await RamStore.load({
-            source: base,
-            writable: direct,
-            onProgress: terminalProgress(`copying ${path} to RAM`),
-          });
-          log.info("copied {path} to RAM ({mb} MB in {s} s)", {
-            path,
-            mb: (base.size / 1e6).toFixed(1),
-            s: ((performance.now() - started) / 1000).toFixed(2),
-          });
-          base.close();
-          base = ram;
-        } catch (err) {
-          base.close();
-          throw err;
-        }
-      }
-      this.#exports.push(this.#makeExport(path, name, description, base, cow));
-    }
-  }
-
-  #makeExport(path: string, name: string, description: string, base: BlockStore, cow: boolean): OpenExport {
-    const writable = cow || base.writable;
-    let flags = NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_CACHE;
-    if (writable) flags |= NbdFlag.SEND_FUA | NbdFlag.SEND_TRIM | NbdFlag.SEND_WRITE_ZEROES;
-    else flags |= NbdFlag.READ_ONLY;
-    // every connection sees the same bytes unless each has its own overlay
-    if (!cow) flags |= NbdFlag.CAN_MULTI_CONN;
-    const open = (): BlockStore => {
-      if (!cow) return base;
-      if (this.#opts.cowInMemory) return new MemoryCowStore({ base, budget: this.#budget });
-      return FileCowStore.create({ base, dir: this.#stateDir!, tag: `${Deno.pid}-${this.#nextConn}` });
-    };
-    const release = (store: BlockStore) => {
-      if (store !== base) store.close();
-    };
-    return { path, name, description, size: base.size, flags, base, open, release };
-  }
-
-  async #prepareStateDir(): Promise<void> {
-    if (this.#opts.stateDir) {
-      await Deno.mkdir(this.#opts.stateDir, { recursive: true });
-      const removed = removeStaleCowFiles(this.#opts.stateDir);
-      if (removed > 0) log.info("removed {n} stale copy-on-write file(s)", { n: removed });
-      this.#stateDir = this.#opts.stateDir;
-      this.#ownsStateDir = false;
-    } else {
-      this.#stateDir = await Deno.makeTempDir({ prefix: "pypxe-nbd-" });
-      this.#ownsStateDir = true;
-    }
-  }
-
-  async #removeStateDir(): Promise<void> {
-    if (this.#ownsStateDir && this.#stateDir !== null) {
-      try {
-        await Deno.remove(this.#stateDir, { recursive: true });
-      } catch (err) {
-        log.warn("cannot remove {dir}: {err}", { dir: this.#stateDir, err: errText(err) });
-      }
-    }
-    this.#stateDir = null;
-    this.#ownsStateDir = false;
-  }
-
-  #closeExports(): void {
-    for (const exp of this.#exports) {
-      try {
-        exp.base.close();
-      } catch (err) {
-        log.warn("closing {path} failed: {err}", { path: exp.path, err: errText(err) });
-      }
-    }
-    this.#exports = [];
   }
 
   /**
@@ -516,8 +367,8 @@ export class NbdServer implements Service {
     }
     const started = performance.now();
     const host: SessionHost = {
-      find: (name) => name === "" ? this.#exports[0] : this.#exports.find((e) => e.name === name),
-      list: () => this.#exports,
+      find: (name) => this.#exports.find(name),
+      list: () => this.#exports.list,
       onOpen: (exp) => {
         log.debug("{client}: export {name} opened", { client, name: exp.name });
         events?.emit({
@@ -577,39 +428,6 @@ function clientText(conn: Deno.TcpConn): string {
     return `${addr.hostname}:${addr.port}`;
   } catch {
     return "?";
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed by the other side of the session
-  }
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Refuses to copy an image into RAM when it would not fit in the available memory. */
-function checkFreeMemory(path: string, size: number): void {
-  let available: number;
-  try {
-    available = Deno.systemMemoryInfo().available;
-  } catch (err) {
-    log.debug("cannot read free memory ({err}); copying {path} to RAM unchecked", {
-      err: errText(err),
-      path,
-    });
-    return;
-  }
-  if (size > available * 0.9) {
-    throw new Error(
-      `cannot copy ${path} (${(size / 1e6).toFixed(0)} MB) to RAM: only ${
-        (available / 1e6).toFixed(0)
-      } MB available`,
-    );
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * The TFTP service: the request socket (port 69 by default) turns each read request into a
- * {@linkcode Transfer} on its own socket, refuses writes and bad paths with the right ERROR, and drops
- * anything malformed with a DEBUG line. Nothing a client sends can stop the service.
+ * The TFTP service: each datagram on the request socket (port 69 by default, kept alive by
+ * {@linkcode RequestSocket}) that is a read request becomes a {@linkcode Transfer} on its own socket;
+ * writes and bad paths are refused with the right ERROR, anything malformed is dropped with a DEBUG line.
+ * Nothing a client sends can stop the service.
  *
  * @example
  * ```ts
@@ -15,7 +16,6 @@
 import { errText } from "../errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
-import { backoff, BACKOFF_LAST_MS, isResourceExhaustion, nextBackoff, socketGone } from "../limits.ts";
 import { literal, LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
 import {
@@ -27,7 +27,6 @@ import {
 } from "../netboot/fs.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import { BootFiles } from "../netboot/files.ts";
-import { toNetascii } from "./netascii.ts";
 import {
   decodePacket,
   describePacket,
@@ -37,12 +36,13 @@ import {
   TftpDecodeError,
 } from "./packet.ts";
 import { MAX_BLKSIZE, negotiateOptions, TftpSession } from "./session.ts";
-import { type ByteSource, fileSource, memorySource, Transfer } from "./transfer.ts";
+import { type ListenDatagram, RequestSocket } from "./request_socket.ts";
+import { type ByteSource, openSource } from "./source.ts";
+import { Transfer } from "./transfer.ts";
 
 const log = getLogger(["pypxe", "tftp"]);
 
-/** Opens a UDP socket; `Deno.listenDatagram` unless a test wraps it to inject failures. */
-export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
+export type { ListenDatagram } from "./request_socket.ts";
 
 /** Options of {@linkcode TftpServer}. */
 export interface TftpServerOptions {
@@ -77,21 +77,13 @@ export interface TftpServerOptions {
   listenDatagram?: ListenDatagram;
 }
 
-const REQUEST_BUFFER = 65536;
-
 /** The TFTP service (RFC 1350 read-only, with RFC 2347/2348/2349/7440 options). */
 export class TftpServer implements Service {
   readonly name = "tftp";
   readonly #o: TftpServerOptions;
   readonly #files: BootFiles;
   readonly #listen: ListenDatagram;
-  /** The request socket; null while it is being re-bound. */
-  #socket: Deno.DatagramConn | null = null;
-  #loop: Promise<void> | null = null;
-  #port = 0;
-  #stopping = false;
-  /** Aborted by `stop()`: ends backoff waits at once. */
-  #abort = new AbortController();
+  readonly #requests: RequestSocket;
   /** Per-packet warnings: one line per kind per 10 s, then a count. */
   readonly #throttle = new LogThrottle({ log });
   /** Running and starting transfers by client `ip:port`. */
@@ -107,11 +99,18 @@ export class TftpServer implements Service {
       cacheFileMax: opts.cacheFileBytes,
       cacheTotalMax: opts.cacheTotalBytes,
     });
+    this.#requests = new RequestSocket({
+      host: opts.host,
+      port: opts.port,
+      listen: this.#listen,
+      note: (kind, level, message, label) => this.#note(kind, level, message, label),
+      onDatagram: (bytes, from) => this.#onDatagram(bytes, from),
+    });
   }
 
   /** The bound request port (useful with port 0). */
   get port(): number {
-    return this.#port;
+    return this.#requests.port;
   }
 
   /** Number of transfers running now. */
@@ -121,40 +120,27 @@ export class TftpServer implements Service {
 
   /** Binds the request socket; rejects with a one-line message when it cannot. */
   start(): Promise<void> {
-    if (this.#loop !== null) return Promise.resolve();
+    if (this.#requests.running) return Promise.resolve();
     const { host, port } = this.#o;
     try {
-      this.#socket = this.#listen({ transport: "udp", hostname: host, port });
+      this.#requests.open();
     } catch (err) {
       return Promise.reject(new Error(describeBindError(err, { service: "tftp", proto: "UDP", host, port })));
     }
-    this.#port = (this.#socket.addr as Deno.NetAddr).port;
-    this.#stopping = false;
-    this.#abort = new AbortController();
-    this.#loop = this.#supervise();
-    log.debug("listening on UDP {host}:{port}", { host, port: this.#port });
+    log.debug("listening on UDP {host}:{port}", { host, port: this.#requests.port });
     return Promise.resolve();
   }
 
   /** Closes every socket, aborts running transfers and waits until all is released. */
   async stop(): Promise<void> {
-    if (this.#loop === null) return;
-    this.#stopping = true;
-    this.#abort.abort();
-    const socket = this.#socket;
-    this.#socket = null;
+    if (!this.#requests.running) return;
+    this.#requests.halt();
     const aborts: Promise<void>[] = [];
     for (const transfer of this.#active.values()) {
       if (transfer !== null) aborts.push(transfer.abort("server stopping"));
     }
     await Promise.allSettled(aborts);
-    try {
-      socket?.close();
-    } catch (err) {
-      log.debug("close: {err}", { err: String(err) });
-    }
-    await this.#loop;
-    this.#loop = null;
+    await this.#requests.close();
     // bounded: every task ends once its socket is closed; new ones are not started while stopping
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     this.#throttle.close();
@@ -162,119 +148,12 @@ export class TftpServer implements Service {
 
   /** What the service listens on. */
   endpoints(): string[] {
-    return [`UDP ${this.#o.host}:${this.#port || this.#o.port}`];
+    return [`UDP ${this.#o.host}:${this.#requests.port || this.#o.port}`];
   }
 
   /** Logs through the throttle; `message` is plain text (braces are escaped). */
   #note(kind: string, level: ThrottledLevel, message: () => string, label?: string): void {
     this.#throttle.note(kind, level, () => literal(message()), label);
-  }
-
-  /** Runs the request loop until `stop()`; a bug that escapes it restarts it after a second. */
-  async #supervise(): Promise<void> {
-    while (!this.#stopping) {
-      try {
-        await this.#serve();
-      } catch (err) {
-        if (this.#stopping) return;
-        this.#note("loop", "error", () => `request loop failed, restarting it: ${errText(err)}`);
-        await backoff(BACKOFF_LAST_MS, this.#abort.signal);
-      }
-    }
-  }
-
-  /**
-   * The request loop. It never gives up while the service runs: a failing receive (EMFILE, ENOBUFS, ...)
-   * backs off 50 ms doubling to 1 s; a request socket that is gone is re-bound on the same address.
-   */
-  async #serve(): Promise<void> {
-    const buf = new Uint8Array(REQUEST_BUFFER);
-    let delay = 0;
-    while (!this.#stopping) {
-      const socket = this.#socket ?? await this.#rebind();
-      if (socket === null) return; // stopping
-      let bytes: Uint8Array;
-      let from: Deno.NetAddr;
-      try {
-        const got = await socket.receive(buf);
-        bytes = got[0];
-        from = got[1] as Deno.NetAddr;
-        delay = 0;
-      } catch (err) {
-        if (this.#stopping) return;
-        delay = nextBackoff(delay);
-        const where = `UDP ${this.#o.host}:${this.#port}`;
-        if (socketGone(err)) {
-          this.#note(
-            "socket-lost",
-            "warn",
-            () => `request socket ${where} is gone (${errText(err)}): re-binding`,
-          );
-          this.#forget(socket);
-        } else if (isResourceExhaustion(err)) {
-          this.#note(
-            "exhausted",
-            "warn",
-            () => `receive on ${where} failed: ${errText(err)}; backing off`,
-            "receive failures (out of descriptors or buffers)",
-          );
-        } else {
-          this.#note(
-            "receive",
-            "warn",
-            () => `receive on ${where} failed: ${errText(err)}; backing off`,
-            "receive failures",
-          );
-        }
-        await backoff(delay, this.#abort.signal);
-        continue;
-      }
-      try {
-        this.#onDatagram(bytes, from);
-      } catch (err) {
-        this.#note(
-          "request",
-          "warn",
-          () => `request from ${from.hostname}:${from.port} failed: ${errText(err)}`,
-          "failed requests",
-        );
-      }
-    }
-  }
-
-  /** Drops a dead request socket so that the loop binds a new one. */
-  #forget(socket: Deno.DatagramConn): void {
-    if (this.#socket === socket) this.#socket = null;
-    try {
-      socket.close();
-    } catch {
-      // already closed
-    }
-  }
-
-  /** Binds the request address again, backing off, until it works (the socket) or `stop()` (null). */
-  async #rebind(): Promise<Deno.DatagramConn | null> {
-    const host = this.#o.host;
-    const port = this.#port;
-    let delay = 0;
-    while (!this.#stopping) {
-      try {
-        const socket = this.#listen({ transport: "udp", hostname: host, port });
-        this.#socket = socket;
-        this.#note("rebound", "info", () => `request socket UDP ${host}:${port} is back`);
-        return socket;
-      } catch (err) {
-        this.#note(
-          "rebind",
-          "warn",
-          () => `cannot re-bind UDP ${host}:${port} yet: ${errText(err)}; retrying`,
-          "failed re-binds",
-        );
-      }
-      delay = nextBackoff(delay);
-      await backoff(delay, this.#abort.signal);
-    }
-    return null;
   }
 
   #onDatagram(bytes: Uint8Array, from: Deno.NetAddr): void {
@@ -400,10 +279,14 @@ export class TftpServer implements Service {
       this.#reply(from, code, text);
       return;
     }
-    if (this.#stopping) return;
+    if (this.#requests.stopping) return;
     let source: ByteSource;
     try {
-      source = await this.#openSource(file, netascii);
+      source = await openSource(file, {
+        files: this.#files,
+        netascii,
+        netasciiMaxBytes: this.#o.netasciiMaxBytes,
+      });
     } catch (err) {
       this.#note(
         "read",
@@ -428,7 +311,7 @@ export class TftpServer implements Service {
       this.#reply(from, ErrorCode.NOT_DEFINED, "Server out of sockets");
       return;
     }
-    if (this.#stopping) {
+    if (this.#requests.stopping) {
       source.close();
       transferSocket.close();
       return;
@@ -452,22 +335,10 @@ export class TftpServer implements Service {
     await transfer.run();
   }
 
-  async #openSource(file: NetbootFile, netascii: boolean): Promise<ByteSource> {
-    if (file.content !== undefined) return memorySource(netascii ? toNetascii(file.content) : file.content);
-    if (netascii) {
-      const limit = this.#o.netasciiMaxBytes ?? 16 * 1024 * 1024;
-      if (file.size > limit) throw new Error(`netascii is limited to ${limit} bytes; ask for octet`);
-      return memorySource(toNetascii(await Deno.readFile(file.path)));
-    }
-    const bytes = await this.#files.bytes(file);
-    if (bytes !== null) return memorySource(bytes);
-    return fileSource(await Deno.open(file.path, { read: true }), file.size);
-  }
-
   /** Sends an ERROR from the request socket; failures are logged, never thrown. */
   #reply(to: Deno.NetAddr, code: number, message: string): void {
-    const socket = this.#socket;
-    if (this.#stopping || socket === null) return;
+    const socket = this.#requests.socket;
+    if (this.#requests.stopping || socket === null) return;
     const task = socket.send(encodePacket({ op: "error", code, message }), to)
       .then(() => {}, (err) =>
         this.#note(

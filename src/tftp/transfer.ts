@@ -1,7 +1,8 @@
 /**
  * The I/O side of one TFTP read: its own UDP socket (the server's transfer ID), the receive loop that
  * feeds {@linkcode TftpSession}, positioned chunk reads into reusable buffers, the retransmission timer
- * and the boot events. Everything is released when the transfer ends, however it ends.
+ * and the boot events. Everything is released when the transfer ends, however it ends. The bytes it sends
+ * come from a {@linkcode ByteSource} (`source.ts`).
  * @module
  */
 import { errText } from "../errors.ts";
@@ -10,62 +11,9 @@ import type { BootEvents } from "../events.ts";
 import { encodePacket, ErrorCode, HEADER_SIZE, Opcode, TftpDecodeError, writeDataHeader } from "./packet.ts";
 import { decodePacket, describePacket, type TftpPacket } from "./packet.ts";
 import { describeOptions, type SessionInput, type SessionStep, TftpSession } from "./session.ts";
+import type { ByteSource } from "./source.ts";
 
 const log = getLogger(["pypxe", "tftp"]);
-
-/** Bytes a transfer reads from: a whole buffer in memory or an open file read by position. */
-export interface ByteSource {
-  readonly size: number;
-  /** The whole content when it is in memory. */
-  readonly bytes: Uint8Array | null;
-  /** Fills `buf` from `offset`; returns the count read (short only at end of file). */
-  readAt(offset: number, buf: Uint8Array): Promise<number>;
-  close(): void;
-}
-
-/** A source held in memory (cached small files, netascii conversions). */
-export function memorySource(bytes: Uint8Array): ByteSource {
-  return {
-    size: bytes.length,
-    bytes,
-    readAt(offset, buf) {
-      const part = bytes.subarray(offset, offset + buf.length);
-      buf.set(part);
-      return Promise.resolve(part.length);
-    },
-    close() {},
-  };
-}
-
-/** A source reading an open file with positioned reads; `size` is fixed when the transfer starts. */
-export function fileSource(file: Deno.FsFile, size: number): ByteSource {
-  let position = 0;
-  let closed = false;
-  return {
-    size,
-    bytes: null,
-    async readAt(offset, buf) {
-      if (position !== offset) {
-        await file.seek(offset, Deno.SeekMode.Start);
-        position = offset;
-      }
-      let filled = 0;
-      // bounded: every pass reads at least one byte or stops
-      while (filled < buf.length) {
-        const n = await file.read(buf.subarray(filled));
-        if (n === null || n === 0) break;
-        filled += n;
-      }
-      position += filled;
-      return filled;
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      file.close();
-    },
-  };
-}
 
 /** Everything a transfer is made of. */
 export interface TransferOptions {

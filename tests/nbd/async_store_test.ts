@@ -5,16 +5,8 @@
  */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { NbdCmd } from "../../src/nbd/protocol.ts";
-import {
-  COW_BLOCK,
-  FileCowStore,
-  FileStore,
-  IO_CHUNK,
-  MAX_HANDLES,
-  MemoryBudget,
-  MemoryCowStore,
-  NbdStoreError,
-} from "../../src/nbd/store.ts";
+import { COW_BLOCK, FileCowStore, MemoryBudget, MemoryCowStore } from "../../src/nbd/cow.ts";
+import { FileStore, IO_CHUNK, MAX_HANDLES, NbdStoreError } from "../../src/nbd/store.ts";
 import { makeImage, RawClient, seededBytes, withServer, xorshift } from "./helpers.ts";
 
 const SIZE = 6 * IO_CHUNK + 777;

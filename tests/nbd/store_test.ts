@@ -1,16 +1,13 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import {
-  type BlockStore,
   COW_BLOCK,
   COW_FILE_PREFIX,
   FileCowStore,
-  FileStore,
   MemoryBudget,
   MemoryCowStore,
-  NbdStoreError,
-  RamStore,
   removeStaleCowFiles,
-} from "../../src/nbd/store.ts";
+} from "../../src/nbd/cow.ts";
+import { type BlockStore, FileStore, NbdStoreError, RamStore } from "../../src/nbd/store.ts";
 import { NbdError } from "../../src/nbd/protocol.ts";
 import { makeImage, type Rng, xorshift } from "./helpers.ts";
 

@@ -17,7 +17,7 @@ import {
   NbdOpt,
   NbdRep,
 } from "../../src/nbd/protocol.ts";
-import { COW_BLOCK } from "../../src/nbd/store.ts";
+import { COW_BLOCK } from "../../src/nbd/cow.ts";
 import type { NbdServer } from "../../src/nbd/server.ts";
 import { makeImage, RawClient, waitFor, withServer, xorshift } from "./helpers.ts";
 
