@@ -2,7 +2,11 @@
  * Gathers the third-party boot binaries (iPXE, PXELINUX, SYSLINUX modules) from installed Debian
  * packages into `netboot/`, where `deno compile` embeds them. They are never committed.
  *
- * Usage: deno task netboot [--dest DIR] [--arm64]
+ * Usage: deno task netboot [--dest DIR] [--arm64] [--if-missing] [--install]
+ *
+ * `--if-missing` does nothing when every required file is already in DIR (what `deno task start` runs
+ * first). `--install` installs the missing packages first when run as root with apt-get, else prints the
+ * command to run (`scripts/packages.ts`). With `--if-missing`, a failed `--arm64` download is a note.
  *
  * `--arm64` also gathers Debian's signed network GRUB for ARM64 UEFI (`grubaa64.efi`): on an arm64
  * host from the installed grub-efi-arm64-signed, elsewhere by downloading that package for arm64
@@ -10,6 +14,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
+import { ensurePackages, START_PACKAGES } from "./packages.ts";
 
 /** A file to gather: where Debian installs it and which package provides it. */
 interface Source {
@@ -128,6 +133,14 @@ export async function fetchArm64Grub(dest: string): Promise<string | null> {
   }
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** Copies every boot binary into `dest`; returns the names of packages whose files are missing. */
 export async function gatherNetboot(
   dest: string,
@@ -163,15 +176,31 @@ if (import.meta.main) {
   const i = Deno.args.indexOf("--dest");
   const dest = resolve(i >= 0 ? Deno.args[i + 1] : join(import.meta.dirname ?? ".", "..", "netboot"));
   await Deno.mkdir(dest, { recursive: true });
+  const ifMissing = Deno.args.includes("--if-missing");
+  const wantArm64 = Deno.args.includes("--arm64");
+  const required = SOURCES.filter((s) =>
+    s.optional === undefined || (wantArm64 && s.name === "grubaa64.efi")
+  );
+  if (ifMissing && (await Promise.all(required.map((s) => exists(join(dest, s.name))))).every((x) => x)) {
+    Deno.exit(0);
+  }
+  if (Deno.args.includes("--install")) {
+    const problem = await ensurePackages(START_PACKAGES);
+    if (problem !== null) {
+      console.error(`netboot: ${problem}`);
+      Deno.exit(1);
+    }
+  }
   const { copied, missing, optional } = await gatherNetboot(dest);
-  if (Deno.args.includes("--arm64") && optional.has("grub-efi-arm64-signed")) {
+  if (wantArm64 && optional.has("grub-efi-arm64-signed")) {
     const problem = await fetchArm64Grub(dest);
     if (problem !== null) {
       console.error(`netboot: --arm64: ${problem}`);
-      Deno.exit(1);
+      if (!ifMissing) Deno.exit(1);
+    } else {
+      optional.delete("grub-efi-arm64-signed");
+      copied.push("grubaa64.efi (downloaded for arm64)");
     }
-    optional.delete("grub-efi-arm64-signed");
-    copied.push("grubaa64.efi (downloaded for arm64)");
   }
   console.log(`netboot: copied ${copied.length} files into ${dest}: ${copied.join(" ")}`);
   for (const [pkg, names] of missing) {
