@@ -75,6 +75,8 @@ interface Request {
   readonly checkOnly: boolean;
   readonly autoNotes: string[];
   readonly ids?: Ids;
+  /** What reading the config file warned about (unknown keys): problems for `--check`. */
+  readonly configWarnings: readonly string[];
 }
 
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
@@ -99,7 +101,9 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     for (const warning of request.built.warnings) log.warn(warning);
     const netboot = await openNetboot(config, io);
     if (typeof netboot === "number") return netboot;
-    if (request.checkOnly) return await checkOnly(config, netboot, request.staticLeases, io);
+    if (request.checkOnly) {
+      return await checkOnly(config, netboot, request.staticLeases, request.configWarnings, io);
+    }
 
     const events = new BootEvents();
     const unsubscribe = logBootEvents(events);
@@ -161,7 +165,14 @@ async function readRequest(args: readonly string[], io: AppIo): Promise<Request 
       : new Map();
     if (config.USER === "" && config.GROUP !== "") throw new ConfigError("--group needs --user");
     const ids = config.USER !== "" ? lookupIds(config.USER, config.GROUP || undefined) : undefined;
-    return { built, staticLeases, checkOnly: request.check, autoNotes: auto.notes, ids };
+    return {
+      built,
+      staticLeases,
+      checkOnly: request.check,
+      autoNotes: auto.notes,
+      ids,
+      configWarnings: file.warnings,
+    };
   } catch (err) {
     if (err instanceof ConfigError) {
       io.stderr(`pypxe: error: ${err.message}\n`);
@@ -190,9 +201,10 @@ async function checkOnly(
   config: PxeConfig,
   netboot: NetbootFs,
   staticLeases: StaticLeases,
+  configWarnings: readonly string[],
   io: AppIo,
 ): Promise<number> {
-  const report = await runCheck({ config, netboot });
+  const report = await runCheck({ config, netboot, configWarnings });
   io.stdout(report.lines.join("\n") + "\n");
   const notes = [...report.notes, ...await startupWarnings(config, netboot)];
   for (const note of notes) io.stdout(`note: ${note}\n`);

@@ -8,7 +8,8 @@ import { describeCaps, processCaps } from "./limits.ts";
 import type { PxeConfig } from "./config.ts";
 import { bootFileFor, policyOptionsFrom } from "./dhcp/policy.ts";
 import { SAMPLE_CLIENTS } from "./clients.ts";
-import { describeBindError } from "./net.ts";
+import { describeBindError, ipv4Interfaces } from "./net.ts";
+import { errText } from "./errors.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 
 /** What `--check` found. */
@@ -62,15 +63,75 @@ export function probePort(use: PortUse): string | null {
   }
 }
 
+/** This host's IPv4 addresses, loopback included (null-safe: none when they cannot be listed). */
+function hostAddresses(): string[] {
+  try {
+    return ["127.0.0.1", ...ipv4Interfaces().map((i) => i.address)];
+  } catch {
+    return [];
+  }
+}
+
+/** Addresses the config binds or announces that this host does not have (the real start fails or misleads). */
+function addressProblems(config: PxeConfig, local: readonly string[]): string[] {
+  if (local.length === 0) return [];
+  const problems: string[] = [];
+  const mine = (ip: string) => ip === "0.0.0.0" || local.includes(ip);
+  const have = `this host has ${
+    local.filter((a) => a !== "127.0.0.1").join(", ") || "no other IPv4 address"
+  }`;
+  const check = (ip: string, what: string) => {
+    if (ip !== "" && !mine(ip)) problems.push(`${what} ${ip} is not an address of this host (${have})`);
+  };
+  if (config.USE_DHCP) check(config.DHCP_SERVER_IP, "DHCP_SERVER_IP (--dhcp-server-ip)");
+  if (config.USE_TFTP) check(config.TFTP_SERVER_IP, "TFTP_SERVER_IP (--tftp-server-ip)");
+  if (config.USE_HTTP) check(config.HTTP_SERVER_IP, "HTTP_SERVER_IP (--http-server-ip)");
+  if ([config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "")) {
+    check(config.NBD_SERVER_IP, "NBD_SERVER_IP (--nbd-server)");
+  }
+  // the file server may be another machine on purpose (a separate TFTP server): a note would do, but
+  // pointing clients at an address nobody serves is the classic silent failure, so only when pypxe serves
+  if (config.USE_DHCP && (config.USE_TFTP || config.USE_HTTP)) {
+    check(
+      config.DHCP_FILESERVER,
+      "DHCP_FILESERVER (--dhcp-fileserver), where clients fetch their boot file,",
+    );
+  }
+  return problems;
+}
+
+/** NBD images that do not exist or cannot be read (the real start would exit 1). */
+async function imageProblems(config: PxeConfig): Promise<string[]> {
+  const problems: string[] = [];
+  for (const path of [config.NBD_BLOCK_DEVICE].flat().filter((d) => d !== "")) {
+    try {
+      const file = await Deno.open(path, { read: true });
+      file.close();
+    } catch (err) {
+      problems.push(`--nbd ${path}: cannot open it (${errText(err)})`);
+    }
+  }
+  return problems;
+}
+
 function pad(cells: string[], widths: number[]): string {
   return cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
 }
 
 /** Runs the check: the per-client table, the port probes and the files the answers name. */
-export async function runCheck(opts: { config: PxeConfig; netboot: NetbootFs }): Promise<CheckReport> {
+export async function runCheck(opts: {
+  config: PxeConfig;
+  netboot: NetbootFs;
+  /** Warnings of reading the config (unknown keys...): each is a problem here. */
+  configWarnings?: readonly string[];
+  /** The host's IPv4 addresses (tests inject them); default: this machine's, with loopback. */
+  localAddresses?: readonly string[];
+}): Promise<CheckReport> {
   const { config, netboot } = opts;
-  const problems: string[] = [];
+  const problems: string[] = [...(opts.configWarnings ?? [])];
   const notes: string[] = [];
+  problems.push(...addressProblems(config, opts.localAddresses ?? hostAddresses()));
+  problems.push(...await imageProblems(config));
   const policy = policyOptionsFrom(config);
   const rows: string[][] = [["client", "boot file", "next-server", "options", "file"]];
   for (const { label, client, optionalUnless } of SAMPLE_CLIENTS) {
