@@ -83,6 +83,10 @@ export async function banner(
     lines.push(
       `  dhcp: server ${config.DHCP_SERVER_IP}/${config.DHCP_SUBNET}${via}, ${mode}, boot file ${config.NETBOOT_FILE}`,
     );
+    if (!config.DHCP_MODE_PROXY) {
+      // what clients are told beyond their address: a wrong router or DNS is the classic silent failure
+      lines.push(`  dhcp: router ${config.DHCP_ROUTER || "none"}, DNS ${config.DHCP_DNS || "none"}`);
+    }
   }
   if (caps !== undefined && services.some((s) => s.name !== "dhcp")) {
     lines.push(`  limits: ${describeCaps(caps)}`);

@@ -85,6 +85,7 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
         ? { ok: true, value }
         : { ok: false, reason: `expected a netmask such as 255.255.255.0, got ${shown}` };
     case "ip-list": {
+      if (value === "" || (Array.isArray(value) && value.length === 0)) return { ok: true, value: "" }; // none
       const parts = Array.isArray(value) ? value : typeof value === "string" ? value.split(",") : null;
       if (parts === null || parts.length === 0) {
         return { ok: false, reason: `expected IPv4 address(es), got ${shown}` };
@@ -360,7 +361,10 @@ function applyInterface(config: PxeConfig, explicit: ReadonlySet<ConfigKey>, ifa
   set("DHCP_SERVER_IP", iface.address);
   set("DHCP_SUBNET", iface.netmask);
   set("DHCP_BROADCAST", broadcastOf(iface.address, iface.netmask));
-  set("DHCP_ROUTER", iface.address);
+  // the interface may be an isolated link (a technician's laptop cabled to one machine): pypxe is no
+  // router and knows no DNS server there, so none is sent unless the user names one
+  set("DHCP_ROUTER", "");
+  set("DHCP_DNS", "");
   set("DHCP_FILESERVER", iface.address);
   const [begin, end] = leaseRangeFor(iface.address, iface.netmask);
   set("DHCP_OFFER_BEGIN", begin);

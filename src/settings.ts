@@ -327,12 +327,12 @@ export const SETTINGS: SettingsTable = {
     help: "DHCP lease subnet mask",
   },
   DHCP_ROUTER: {
-    kind: "ip",
+    kind: "ip-or-empty",
     group: "dhcp",
     default: "192.168.2.1",
     flag: "--dhcp-router",
     metavar: "IP",
-    help: "DHCP lease router",
+    help: "DHCP lease router ('' sends none; with --interface none unless given)",
   },
   DHCP_DNS: {
     kind: "ip-list",
@@ -340,7 +340,7 @@ export const SETTINGS: SettingsTable = {
     default: "8.8.8.8",
     flag: "--dhcp-dns",
     metavar: "IP[,IP]",
-    help: "DHCP lease DNS server(s)",
+    help: "DHCP lease DNS server(s) ('' sends none; with --interface none unless given)",
   },
   DHCP_BROADCAST: {
     kind: "ip-or-empty",

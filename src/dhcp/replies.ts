@@ -63,7 +63,8 @@ export function leaseReply(
     ? broadcastOf(binding.ipaddr ?? ip ?? c.DHCP_SERVER_IP, subnet)
     : c.DHCP_BROADCAST;
   setOption(reply, Opt.BROADCAST, bcast);
-  setOption(reply, Opt.ROUTER, binding?.router ?? c.DHCP_ROUTER);
+  const router = binding?.router ?? c.DHCP_ROUTER;
+  if (router !== "") setOption(reply, Opt.ROUTER, router);
   const dns = binding?.dns ? [...binding.dns] : [...opts.dns];
   if (dns.length > 0) setOption(reply, Opt.DNS, dns);
   if (opts.domain) setOption(reply, Opt.DOMAIN_NAME, opts.domain);

@@ -119,7 +119,8 @@ export function leaseStoreFor(opts: DhcpResponderOptions): LeaseStore {
   return new LeaseStore({
     begin: c.DHCP_OFFER_BEGIN,
     end: c.DHCP_OFFER_END,
-    exclude: [c.DHCP_SERVER_IP, c.DHCP_ROUTER, c.DHCP_FILESERVER, c.DHCP_BROADCAST, subnetBcast, network],
+    exclude: [c.DHCP_SERVER_IP, c.DHCP_ROUTER, c.DHCP_FILESERVER, c.DHCP_BROADCAST, subnetBcast, network]
+      .filter((ip) => ip !== ""),
     reserved: reservationsOf(opts.staticLeases ?? new Map()),
     leaseTime: c.DHCP_LEASE_TIME,
     offerTime: opts.offerTime,

@@ -16,7 +16,7 @@ import {
   SETTINGS,
   type SettingsTable,
 } from "../../src/config.ts";
-import { runPypxeOnce } from "../helpers/pypxe.ts";
+import { runPypxeOnce } from "../helpers/servers.ts";
 
 const noInterfaces = () => [];
 const build = (args: string[], fileJson?: string, interfaces = noInterfaces) => {
@@ -198,7 +198,8 @@ Deno.test("--interface derives server IP, mask, broadcast, router and range; exp
   assert.equal(c.DHCP_SERVER_IP, "10.20.30.5");
   assert.equal(c.DHCP_SUBNET, "255.255.255.0");
   assert.equal(c.DHCP_BROADCAST, "10.20.30.255");
-  assert.equal(c.DHCP_ROUTER, "10.20.30.5");
+  assert.equal(c.DHCP_ROUTER, ""); // an isolated link has no router unless the user names one
+  assert.equal(c.DHCP_DNS, "");
   assert.equal(c.DHCP_FILESERVER, "10.20.30.5");
   assert.deepEqual([c.DHCP_OFFER_BEGIN, c.DHCP_OFFER_END], ["10.20.30.128", "10.20.30.227"]);
   const explicit = buildConfig({
