@@ -4,6 +4,7 @@
  * (The start-up banner is in `banner.ts`.)
  * @module
  */
+import { transferSize } from "./format.ts";
 import { errText } from "./errors.ts";
 import { getLogger } from "@logtape/logtape";
 import type { PxeConfig } from "./config.ts";
@@ -216,7 +217,7 @@ export function logBootEvents(events: BootEvents): () => void {
         if (event.service === "http") break; // the HTTP server logs each request itself, with its status
         const mb = event.bytes / 1e6;
         const secs = event.ms / 1000;
-        const size = mb >= 0.1 ? `${mb.toFixed(1)} MB` : `${event.bytes} bytes`;
+        const size = transferSize(event.bytes);
         const rate = secs > 0 ? ` (${(mb / secs).toFixed(1)} MB/s)` : "";
         if (event.outcome === "ok") {
           line(event.service, "info", `${event.client} ${event.file} ${size} in ${secs.toFixed(2)} s${rate}`);

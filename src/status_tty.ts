@@ -4,6 +4,7 @@
  * table again in one write, so nothing flickers or interleaves.
  * @module
  */
+import { compactSize } from "./format.ts";
 import type { ClientStatus, StatusBoard } from "./status.ts";
 
 const STAGE_TEXT: Record<ClientStatus["stage"], string> = {
@@ -14,16 +15,6 @@ const STAGE_TEXT: Record<ClientStatus["stage"], string> = {
   done: "done",
 };
 
-function size(n: number): string {
-  return n >= 1e9
-    ? `${(n / 1e9).toFixed(2)}G`
-    : n >= 1e6
-    ? `${(n / 1e6).toFixed(1)}M`
-    : n >= 1e3
-    ? `${Math.round(n / 1e3)}k`
-    : `${n}`;
-}
-
 /** Renders the table rows (no escape codes); `now` in Unix ms. */
 export function renderStatusTable(clients: readonly ClientStatus[], now: number, maxRows = 8): string[] {
   if (clients.length === 0) return ["-- pypxe: waiting for clients --"];
@@ -33,7 +24,7 @@ export function renderStatusTable(clients: readonly ClientStatus[], now: number,
     const filled = Math.round(pct / 10);
     const bar = `[${"#".repeat(filled)}${"-".repeat(10 - filled)}]`;
     const file = (c.file ?? "").length > 24 ? "…" + (c.file ?? "").slice(-23) : c.file ?? "";
-    const rate = c.rate > 0 ? `${size(c.rate)}B/s` : "";
+    const rate = c.rate > 0 ? `${compactSize(c.rate)}B/s` : "";
     const seen = `${Math.max(0, Math.round((now - c.lastSeen) / 1000))}s`;
     lines.push(
       [

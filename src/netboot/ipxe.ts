@@ -4,6 +4,7 @@
  * (ISO list, parsed menu file) are gathered by `files.ts`.
  * @module
  */
+import { formatSize } from "../format.ts";
 import { type IsoImage, MEMDISK_MAX_ISO, type MenuEntry } from "./menu.ts";
 
 /** Inputs of {@linkcode ipxeMenu}. */
@@ -28,12 +29,7 @@ export interface IpxeMenuOptions {
   notice?: string;
 }
 
-/** Human size: `700.0 MB`, `4.2 GB`, `12 KB`. */
-export function formatSize(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
-  return `${Math.max(1, Math.round(bytes / 1e3))} KB`;
-}
+export { formatSize } from "../format.ts";
 
 /** Percent-encodes a relative path for a URL inside an iPXE script (no `${` expansion possible). */
 export function encodePath(name: string): string {
