@@ -1,6 +1,7 @@
 /**
  * DHCP option table (RFC 2132, RFC 4578, PXE 2.1, iPXE), typed value codecs, PXE option 43 sub-options
- * and small accessors over a packet's raw option map. Pure: no I/O, no clocks, no logging.
+ * and small accessors over a packet's raw option map. Pure: no I/O, no clocks, no logging. It is long
+ * because the table is: one row per option pypxe reads or writes, each with its codec.
  * @module
  */
 

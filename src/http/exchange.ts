@@ -1,7 +1,9 @@
 /**
  * One HTTP/1.1 connection: its read buffer, reading a request head and body, calling the handler and
  * writing the response (from memory, with a length, chunked, or until close). `connections.ts` owns the
- * accept loop, the caps and the timers; this file owns the bytes of one connection.
+ * accept loop, the caps and the timers; this file owns the bytes of one connection. It is a little over
+ * 450 lines because the response is written in its four forms (in memory, a file range, a stream with a
+ * length, chunked) by the same connection state the request was read with.
  * @module
  */
 import { errText } from "../errors.ts";
