@@ -6,8 +6,9 @@
  * @module
  */
 import { join } from "node:path";
-import { startPypxe } from "../../tests/helpers/pypxe.ts";
-import { bootVm, buildPayload, e2eUnavailable, type Firmware, Segment } from "../../tests/e2e/harness.ts";
+import { netnsAvailable, Segment } from "../../tests/helpers/netns.ts";
+import { bootVm, buildPayload, type Firmware } from "../../tests/helpers/qemu.ts";
+import { startDnsmasqDhcp, startPypxe } from "../../tests/helpers/servers.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const CMDLINE = "console=ttyS0 panic=-1 quiet";
@@ -33,36 +34,17 @@ async function bootWith(server: "dnsmasq" | "pypxe", firmware: Firmware, dir: st
   let stop: () => Promise<void> = async () => {};
   try {
     if (server === "dnsmasq") {
-      const child = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          seg.serverNs,
-          "dnsmasq",
-          "-d",
-          "--port=0",
-          `--interface=${seg.serverIf}`,
-          "--bind-interfaces",
-          `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
-          "--no-ping",
-          "-z",
-          "--pid-file=",
-          "--enable-tftp",
-          `--tftp-root=${dir}`,
-          "--dhcp-match=set:efi,option:client-arch,7",
-          "--dhcp-match=set:efi,option:client-arch,9",
-          "--dhcp-match=set:ipxe,175",
-          "--dhcp-boot=tag:efi,tag:!ipxe,ipxe.efi",
-          "--dhcp-boot=tag:efi,tag:ipxe,boot.ipxe",
-          "--dhcp-boot=tag:!efi,pxelinux.0",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      stop = async () => {
-        child.kill("SIGTERM");
-        await child.status;
-      };
+      const dnsmasq = await startDnsmasqDhcp(seg.serverNs, seg.serverIf, seg.subnet, [
+        "--enable-tftp",
+        `--tftp-root=${dir}`,
+        "--dhcp-match=set:efi,option:client-arch,7",
+        "--dhcp-match=set:efi,option:client-arch,9",
+        "--dhcp-match=set:ipxe,175",
+        "--dhcp-boot=tag:efi,tag:!ipxe,ipxe.efi",
+        "--dhcp-boot=tag:efi,tag:ipxe,boot.ipxe",
+        "--dhcp-boot=tag:!efi,pxelinux.0",
+      ]);
+      stop = async () => void (await dnsmasq.stop());
     } else {
       const pypxe = await startPypxe(["--dhcp", "--interface", seg.serverIf, "--netboot-dir", dir], {
         prefix: seg.inServer(),
@@ -85,7 +67,7 @@ function median(xs: number[]): number {
 }
 
 if (import.meta.main) {
-  const reason = await e2eUnavailable(["qemu-system-x86_64", "ip", "cpio", "dnsmasq"]);
+  const reason = netnsAvailable(["qemu-system-x86_64", "cpio", "dnsmasq"]);
   if (reason !== null) {
     console.error(`bench boot: cannot run: ${reason}`);
     Deno.exit(1);

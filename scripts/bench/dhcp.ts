@@ -4,14 +4,17 @@
  * installed. Prints DORA/s, p50/p99 latency and the ratios to pypxe. Needs root and `ip netns`.
  *
  * Usage: deno run -A scripts/bench/dhcp.ts [--macs N] [--inflight 8,32] [--servers pypxe,dnsmasq,kea]
- * Internal modes (run inside a namespace): `--serve JSON` (pypxe), `--generate JSON` (load generator).
+ * Internal mode (run inside the client namespace): `--generate JSON` (the load generator). pypxe's
+ * DhcpServer runs alone in the server namespace (spawnService, tests/helpers/servers.ts).
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEFAULTS, type PxeConfig } from "../../src/config.ts";
 import { getIp, MessageType, messageType, Opt, setOption } from "../../src/dhcp/options.ts";
 import { createDhcpPacket, decodeDhcp, encodeDhcp } from "../../src/dhcp/packet.ts";
-import { DhcpServer } from "../../src/dhcp/server.ts";
+import { createPair } from "../../tests/helpers/netns.ts";
+import { run } from "../../tests/helpers/run.ts";
+import { type Daemon, spawnService, startDaemon } from "../../tests/helpers/servers.ts";
+import { findTool } from "../../tests/helpers/tools.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const SERVER_IP = "10.214.0.1";
@@ -123,114 +126,38 @@ async function generate(opts: GenerateOptions): Promise<Omit<DoraResult, "server
   };
 }
 
-// ---------- pypxe server (server namespace) ----------
-
-async function serve(dir: string): Promise<void> {
-  const config: PxeConfig = {
-    ...DEFAULTS,
-    USE_DHCP: true,
-    DHCP_SERVER_IP: SERVER_IP,
-    DHCP_FILESERVER: SERVER_IP,
-    DHCP_ROUTER: SERVER_IP,
-    DHCP_OFFER_BEGIN: POOL[0],
-    DHCP_OFFER_END: POOL[1],
-    DHCP_SUBNET: MASK,
-    DHCP_BROADCAST: "10.214.255.255",
-    DHCP_DNS: SERVER_IP,
-    DHCP_LEASE_TIME: 3600,
-    LEASES_FILE: `${dir}/pypxe-leases.json`,
-  };
-  const server = new DhcpServer({ config });
-  await server.start();
-  console.log("ready");
-  const keepAlive = setInterval(() => {}, 60_000);
-  await new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", () => resolve()));
-  clearInterval(keepAlive);
-  await server.stop();
-  Deno.exit(0);
-}
-
 // ---------- orchestration ----------
 
-async function sh(args: string[], netns?: string): Promise<void> {
-  const full = netns ? ["ip", "netns", "exec", netns, ...args] : args;
-  const out = await new Deno.Command(full[0], { args: full.slice(1), stdout: "null", stderr: "piped" })
-    .output();
-  if (out.code !== 0) throw new Error(`${full.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-}
-
-function which(name: string): boolean {
-  return ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((d) => {
-    try {
-      return Deno.statSync(`${d}/${name}`).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-interface Running {
-  stop(): Promise<void>;
-}
-
-function startIn(netns: string, cmd: string[], readyText?: string): Promise<Running> {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", netns, ...cmd],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  const dec = new TextDecoder();
-  const pumps = [child.stdout, child.stderr].map(async (s) => {
-    for await (const c of s) out += dec.decode(c);
-  });
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-    }, 3000);
-    await child.status;
-    clearTimeout(timer);
-    await Promise.all(pumps);
-  };
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 15_000;
-    const poll = () => {
-      if (readyText === undefined || out.includes(readyText)) {
-        // servers without a ready line: give them a moment to bind
-        setTimeout(() => resolve({ stop }), readyText === undefined ? 1500 : 0);
-      } else if (Date.now() > deadline) {
-        stop().then(() => reject(new Error(`${cmd[0]} did not start: ${out}`)));
-      } else setTimeout(poll, 50);
-    };
-    poll();
-  });
-}
-
-async function startServer(kind: string, netns: string, dir: string): Promise<Running> {
+async function startServer(kind: string, netns: string, dir: string): Promise<Daemon> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   if (kind === "pypxe") {
-    return await startIn(netns, [
-      Deno.execPath(),
-      "run",
-      ...(Deno.env.get("PYPXE_BENCH_V8") ? [`--v8-flags=${Deno.env.get("PYPXE_BENCH_V8")}`] : []),
-      "-A",
-      SELF,
-      "--serve",
-      dir,
-    ], "ready");
+    const v8 = Deno.env.get("PYPXE_BENCH_V8");
+    return await spawnService({
+      service: "dhcp",
+      config: {
+        DHCP_SERVER_IP: SERVER_IP,
+        DHCP_FILESERVER: SERVER_IP,
+        DHCP_ROUTER: SERVER_IP,
+        DHCP_OFFER_BEGIN: POOL[0],
+        DHCP_OFFER_END: POOL[1],
+        DHCP_SUBNET: MASK,
+        DHCP_BROADCAST: "10.214.255.255",
+        DHCP_DNS: SERVER_IP,
+        DHCP_LEASE_TIME: 3600,
+        LEASES_FILE: `${dir}/pypxe-leases.json`,
+      },
+    }, { netns, denoFlags: v8 ? [`--v8-flags=${v8}`] : [] });
   }
+  // servers without a ready line get a moment to bind
+  const opts = (ready?: string) => ({
+    netns,
+    ready,
+    settleMs: ready === undefined ? 1500 : undefined,
+    readyTimeoutMs: 15_000,
+  });
   if (kind === "dnsmasq") {
-    return await startIn(netns, [
+    return await startDaemon([
       "dnsmasq",
       "-d",
       "--conf-file=/dev/null",
@@ -244,7 +171,7 @@ async function startServer(kind: string, netns: string, dir: string): Promise<Ru
       `--dhcp-leasefile=${dir}/dnsmasq.leases`,
       `--pid-file=${dir}/dnsmasq.pid`,
       "--log-facility=/dev/null",
-    ], "started");
+    ], opts("started"));
   }
   const conf = {
     Dhcp4: {
@@ -261,25 +188,23 @@ async function startServer(kind: string, netns: string, dir: string): Promise<Ru
     },
   };
   await Deno.writeTextFile(`${dir}/kea.json`, JSON.stringify(conf));
-  return await startIn(netns, [
+  return await startDaemon([
     "env",
     `KEA_PIDFILE_DIR=${dir}`,
     `KEA_LOCKFILE_DIR=${dir}`,
     "kea-dhcp4",
     "-c",
     `${dir}/kea.json`,
-  ]);
+  ], opts());
 }
 
 async function runGenerator(netns: string, opts: GenerateOptions): Promise<Omit<DoraResult, "server">> {
-  const out = await new Deno.Command("ip", {
-    args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", SELF, "--generate", JSON.stringify(opts)],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (out.code !== 0) throw new Error(`generator failed: ${new TextDecoder().decode(out.stderr)}`);
-  return JSON.parse(text.trim().split("\n").at(-1)!);
+  const out = await run([Deno.execPath(), "run", "-A", SELF, "--generate", JSON.stringify(opts)], {
+    netns,
+    timeoutMs: 600_000,
+  });
+  if (out.code !== 0) throw new Error(`generator failed: ${out.stderr}`);
+  return JSON.parse(out.stdout.trim().split("\n").at(-1)!);
 }
 
 /** Runs the benchmark and returns every result (also printed as a table). */
@@ -290,25 +215,22 @@ export async function runDhcpBench(
   const inflights = opts.inflight ?? [8, 32];
   const wanted = opts.servers ?? ["pypxe", "dnsmasq", "kea"];
   const servers = wanted.filter((s) => {
-    const ok = s === "pypxe" || which(s === "kea" ? "kea-dhcp4" : s);
+    const ok = s === "pypxe" || findTool(s === "kea" ? "kea-dhcp4" : s) !== null;
     if (!ok) console.log(`${s}: not installed, skipped`);
     return ok;
   });
-  const id = Deno.pid;
-  const [ns, nc] = [`pypxe-bench-s-${id}`, `pypxe-bench-c-${id}`];
   const tmp = await Deno.makeTempDir({ prefix: "pypxe-bench-dhcp-" });
   const results: DoraResult[] = [];
+  // the server's interface is `vs` (dnsmasq and Kea bind it); 255.255.255.255 leaves the client by `vc`
+  const pair = await createPair({
+    tag: "bench",
+    serverIp: SERVER_IP,
+    clientIp: CLIENT_IP,
+    prefixLength: 16,
+    clientDefaultRoute: true,
+  });
+  const [ns, nc] = [pair.server, pair.client];
   try {
-    await sh(["ip", "netns", "add", ns]);
-    await sh(["ip", "netns", "add", nc]);
-    await sh(["ip", "link", "add", "vs", "netns", ns, "type", "veth", "peer", "name", "vc", "netns", nc]);
-    await sh(["ip", "addr", "add", `${SERVER_IP}/16`, "dev", "vs"], ns);
-    await sh(["ip", "addr", "add", `${CLIENT_IP}/16`, "dev", "vc"], nc);
-    for (const [n, dev] of [[ns, "vs"], [nc, "vc"]]) {
-      await sh(["ip", "link", "set", dev, "up"], n);
-      await sh(["ip", "link", "set", "lo", "up"], n);
-    }
-    await sh(["ip", "route", "add", "default", "dev", "vc"], nc); // so 255.255.255.255 has a way out
     let seed = 1;
     for (const inflight of inflights) {
       for (const kind of servers) {
@@ -340,8 +262,7 @@ export async function runDhcpBench(
       }
     }
   } finally {
-    await sh(["ip", "netns", "del", ns]).catch(() => {});
-    await sh(["ip", "netns", "del", nc]).catch(() => {});
+    await pair.destroy();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
   return results;
@@ -351,15 +272,13 @@ if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      serve: { type: "string" },
       generate: { type: "string" },
       macs: { type: "string" },
       inflight: { type: "string" },
       servers: { type: "string" },
     },
   });
-  if (values.serve !== undefined) await serve(values.serve);
-  else if (values.generate !== undefined) {
+  if (values.generate !== undefined) {
     console.log(JSON.stringify(await generate(JSON.parse(values.generate))));
   } else {
     if (Deno.uid() !== 0) {

@@ -9,38 +9,26 @@
  *
  * Measures: one 512 MiB download (MB/s and the server's CPU seconds from /proc/PID/stat), 50 parallel
  * 4 MiB range requests over the 512 MiB file (wall time), and wrk req/s for a 4 KiB file with keep-alive.
- * pypxe runs as a subprocess of this same script (`--serve DIR PORT`): a bare HttpServer over DIR, no
+ * pypxe runs as a subprocess (spawnService, tests/helpers/servers.ts): a bare HttpServer over DIR, no
  * logging sink configured (like nginx's `access_log off`). Needs curl, wrk and nginx
  * (`apt-get install -y nginx-light wrk`).
  * @module
  */
 import { parseArgs } from "node:util";
-import { HttpServer } from "../../src/http/server.ts";
-import { NetbootFs } from "../../src/netboot/fs.ts";
+import { writeRandomFile } from "../../tests/helpers/random.ts";
+import { run } from "../../tests/helpers/run.ts";
+import { type Daemon, freeTcpPort, spawnService, startDaemon } from "../../tests/helpers/servers.ts";
+import { findTool, missingTools } from "../../tests/helpers/tools.ts";
 
 const MiB = 1024 * 1024;
 
-if (Deno.args[0] === "--serve") {
-  await serve(Deno.args[1], Number(Deno.args[2]));
-} else {
-  await main();
-}
-
-/** Subprocess mode: serve `dir` on 127.0.0.1:`port` until stdin closes or SIGTERM. */
-async function serve(dir: string, port: number): Promise<void> {
-  const netboot = await NetbootFs.open({ overlay: dir, embedded: dir });
-  const server = new HttpServer({ host: "127.0.0.1", port, netboot, menus: false, requestLog: false });
-  await server.start();
-  console.log("ready");
-  await new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", resolve));
-  await server.stop();
-}
+await main();
 
 interface Peer {
   name: string;
   port: number;
   pid: number;
-  child: Deno.ChildProcess;
+  daemon: Daemon;
 }
 
 async function main(): Promise<void> {
@@ -56,13 +44,8 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
-  for (const tool of ["nginx", "wrk", "curl"]) {
-    const found = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`],
-    })
-      .output();
-    if (!found.success) throw new Error(`${tool} is missing: apt-get install -y nginx-light wrk curl`);
-  }
+  const missing = missingTools("nginx", "wrk", "curl");
+  if (missing !== null) throw new Error(missing);
   const dir = await Deno.makeTempDir({ prefix: "pypxe-bench-http-" });
   const peers: Peer[] = [];
   try {
@@ -70,9 +53,9 @@ async function main(): Promise<void> {
     await Deno.mkdir(www);
     await writeRandomFile(`${www}/big.iso`, 512 * MiB);
     await writeRandomFile(`${www}/small.efi`, 4096);
-    peers.push(await startNginx(dir, www, freePort()));
-    peers.push(await startPypxe(www, freePort()));
-    if (values.before) peers.push(await startPypxe(www, freePort(), values.before, "before"));
+    peers.push(await startNginx(dir, www, freeTcpPort()));
+    peers.push(await startPypxe(www, freeTcpPort()));
+    if (values.before) peers.push(await startPypxe(www, freeTcpPort(), values.before, "before"));
 
     const results = new Map<string, Record<string, number[]>>();
     for (const p of peers) results.set(p.name, { mbps: [], cpu: [], ranges: [], rps: [] });
@@ -116,55 +99,9 @@ async function main(): Promise<void> {
     row("50 ranges s", "ranges", 2, "target <= 1.00x");
     row("4 KiB req/s", "rps", 0, "target >= 0.80x");
   } finally {
-    for (const p of peers) {
-      stopPeer(p);
-      await p.child.status;
-    }
+    for (const p of peers) await p.daemon.stop();
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-async function writeRandomFile(path: string, size: number): Promise<void> {
-  const chunk = new Uint8Array(Math.min(size, MiB));
-  for (let off = 0; off < chunk.length; off += 65536) {
-    crypto.getRandomValues(chunk.subarray(off, off + 65536));
-  }
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  try {
-    for (let written = 0; written < size; written += chunk.length) {
-      await file.write(chunk.subarray(0, Math.min(chunk.length, size - written)));
-    }
-  } finally {
-    file.close();
-  }
-}
-
-function stopPeer(peer: Peer): void {
-  try {
-    peer.child.kill("SIGTERM");
-  } catch (err) {
-    console.error(`bench: stopping ${peer.name}: ${err}`);
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 async function startNginx(dir: string, www: string, port: number): Promise<Peer> {
@@ -195,36 +132,29 @@ http {
 }
 `,
   );
-  const nginx = (await exists("/usr/sbin/nginx")) ? "/usr/sbin/nginx" : "nginx";
-  const child = new Deno.Command(nginx, { args: ["-c", conf, "-p", dir], stdout: "null", stderr: "inherit" })
-    .spawn();
-  await waitListening(port);
-  return { name: "nginx", port, pid: child.pid, child };
+  const nginx = await startDaemon([findTool("nginx") ?? "nginx", "-c", conf, "-p", dir], { port });
+  return { name: "nginx", port, pid: nginx.pid, daemon: nginx };
 }
 
+/** pypxe's HttpServer alone over `www`, from the checkout `repo` (default this one). */
 async function startPypxe(
   www: string,
   port: number,
   repo = new URL("../../", import.meta.url).pathname,
   name = "pypxe",
 ): Promise<Peer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "scripts/bench/http.ts", "--serve", www, String(port)],
-    cwd: repo,
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  await waitListening(port);
-  return { name, port, pid: child.pid, child };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+  const exists = await Deno.stat(`${repo}/tests/helpers/serve.ts`).then(() => true, () => false);
+  // a checkout from before tests/helpers/serve.ts served through this script's own `--serve DIR PORT`
+  const daemon = exists
+    ? await spawnService({ service: "http", host: "127.0.0.1", port, dir: www }, { root: repo })
+    : await startDaemon(
+      [Deno.execPath(), "run", "-A", "scripts/bench/http.ts", "--serve", www, String(port)],
+      {
+        cwd: repo,
+        port,
+      },
+    );
+  return { name, port, pid: daemon.pid, daemon };
 }
 
 /** utime + stime of `pid` in seconds. */
@@ -234,15 +164,15 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100; // CLK_TCK is 100 on Linux
 }
 
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
+/** Runs a client; its stdout (throws when it fails). */
+async function output(cmd: string[]): Promise<string> {
+  return (await run(cmd, { check: true, timeoutMs: 600_000 })).stdout;
 }
 
 async function download(peer: Peer): Promise<{ mbps: number; cpu: number }> {
   const before = await cpuSeconds(peer.pid);
-  const out = await run("curl", [
+  const out = await output([
+    "curl",
     "-sS",
     "-o",
     "/dev/null",
@@ -261,7 +191,8 @@ async function parallelRanges(peer: Peer, count: number, length: number): Promis
   const outs = await Promise.all(
     Array.from({ length: count }, (_, i) => {
       const start = i * 10 * MiB;
-      return run("curl", [
+      return output([
+        "curl",
         "-sS",
         "-o",
         "/dev/null",
@@ -281,7 +212,8 @@ async function parallelRanges(peer: Peer, count: number, length: number): Promis
 }
 
 async function wrk(peer: Peer, seconds: number, connections: number): Promise<number> {
-  const out = await run("wrk", [
+  const out = await output([
+    "wrk",
     "-t1",
     `-c${connections}`,
     `-d${seconds}s`,

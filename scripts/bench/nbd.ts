@@ -9,6 +9,10 @@
  */
 import { parseArgs } from "node:util";
 import { NbdServer } from "../../src/nbd/server.ts";
+import { writeRandomFile } from "../../tests/helpers/random.ts";
+import { run } from "../../tests/helpers/run.ts";
+import { freeTcpPort, startDaemon, waitForTcpPort } from "../../tests/helpers/servers.ts";
+import { findTool } from "../../tests/helpers/tools.ts";
 
 /** Options of {@linkcode runNbdBench}. */
 export interface NbdBenchOptions {
@@ -33,68 +37,17 @@ interface Peer {
   stop: () => Promise<void>;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-async function hasCommand(cmd: string): Promise<boolean> {
-  try {
-    await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" }).output();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitForPort(port: number, ms = 5000): Promise<void> {
-  for (let waited = 0; waited < ms; waited += 50) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
-}
-
-async function writeImage(path: string, bytes: number): Promise<void> {
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  try {
-    const chunk = new Uint8Array(1 << 20);
-    const words = new Uint32Array(chunk.buffer);
-    let s = 0x9e3779b9;
-    for (let done = 0; done < bytes; done += chunk.length) {
-      for (let i = 0; i < words.length; i++) {
-        s ^= s << 13;
-        s ^= s >>> 17;
-        s ^= s << 5;
-        words[i] = s;
-      }
-      const n = Math.min(chunk.length, bytes - done);
-      let w = 0;
-      while (w < n) w += await file.write(chunk.subarray(w, n));
-    }
-  } finally {
-    file.close();
-  }
-}
-
 async function startNbdServer(dir: string, image: string): Promise<Peer> {
-  const port = freePort();
+  const port = freeTcpPort();
   const conf = `${dir}/nbd-server.conf`;
   const pidFile = `${dir}/nbd-server.pid`;
   await Deno.writeTextFile(
     conf,
     `[generic]\n    listenaddr = 127.0.0.1\n    port = ${port}\n[bench]\n    exportname = ${image}\n    readonly = true\n`,
   );
-  const out = await new Deno.Command("nbd-server", { args: ["-C", conf, "-p", pidFile], stdout: "null" })
-    .output();
-  if (!out.success) throw new Error(`nbd-server failed: ${new TextDecoder().decode(out.stderr)}`);
-  await waitForPort(port);
+  // it forks into the background
+  await run(["nbd-server", "-C", conf, "-p", pidFile], { check: true });
+  await waitForTcpPort(port);
   const pid = Number((await Deno.readTextFile(pidFile)).trim());
   return {
     name: "nbd-server",
@@ -111,33 +64,13 @@ async function startNbdServer(dir: string, image: string): Promise<Peer> {
 }
 
 async function startQemuNbd(image: string): Promise<Peer> {
-  const port = freePort();
-  const child = new Deno.Command("qemu-nbd", {
-    args: [
-      "-r",
-      "-f",
-      "raw",
-      "-x",
-      "bench",
-      "-b",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "--shared=16",
-      "-t",
-      image,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitForPort(port);
+  const port = freeTcpPort();
+  const args = ["-r", "-f", "raw", "-x", "bench", "-b", "127.0.0.1", "-p", String(port), "--shared=16", "-t"];
+  const qemuNbd = await startDaemon(["qemu-nbd", ...args, image], { port, readyTimeoutMs: 5000 });
   return {
     name: "qemu-nbd",
     url: `nbd://127.0.0.1:${port}/bench`,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-    },
+    stop: async () => void (await qemuNbd.stop()),
   };
 }
 
@@ -148,16 +81,9 @@ async function startPypxe(image: string): Promise<Peer> {
 }
 
 async function nbdcopyMBps(url: string, args: string[], bytes: number): Promise<number> {
-  const started = performance.now();
-  const out = await new Deno.Command("nbdcopy", {
-    args: [...args, url, "null:"],
-    stdout: "null",
-    stderr: "piped",
-  })
-    .output();
-  const secs = (performance.now() - started) / 1000;
-  if (!out.success) throw new Error(`nbdcopy ${url} failed: ${new TextDecoder().decode(out.stderr)}`);
-  return bytes / 1e6 / secs;
+  const out = await run(["nbdcopy", ...args, url, "null:"], { timeoutMs: 600_000 });
+  if (!out.success) throw new Error(`nbdcopy ${url} failed: ${out.stderr}`);
+  return bytes / 1e6 / (out.ms / 1000);
 }
 
 function median(xs: number[]): number {
@@ -171,19 +97,19 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
   const sizeMiB = opts.sizeMiB ?? 1024;
   const runs = opts.runs ?? 5;
   const bytes = sizeMiB * 1024 * 1024;
-  if (!(await hasCommand("nbdcopy"))) throw new Error("nbdcopy is missing: apt-get install libnbd-bin");
+  if (findTool("nbdcopy") === null) throw new Error("nbdcopy is missing: apt-get install libnbd-bin");
   const dir = await Deno.makeTempDir({ prefix: "pypxe-bench-nbd-" });
   const peers: Peer[] = [];
   try {
     const image = `${dir}/bench.img`;
     print(`nbd bench: ${sizeMiB} MiB image of pseudo-random data, ${runs} rounds, nbdcopy -> null:`);
-    await writeImage(image, bytes);
+    await writeRandomFile(image, bytes);
     // warm the page cache so every server reads from memory
-    await new Deno.Command("cat", { args: [image], stdout: "null" }).output();
+    await run(["sh", "-c", 'cat "$0" > /dev/null', image], { timeoutMs: 600_000 });
     peers.push(await startPypxe(image));
-    if (await hasCommand("nbd-server")) peers.push(await startNbdServer(dir, image));
+    if (findTool("nbd-server") !== null) peers.push(await startNbdServer(dir, image));
     else print("  nbd-server missing (apt-get install nbd-server): skipped");
-    if (await hasCommand("qemu-nbd")) peers.push(await startQemuNbd(image));
+    if (findTool("qemu-nbd") !== null) peers.push(await startQemuNbd(image));
     else print("  qemu-nbd missing (apt-get install qemu-utils): skipped");
 
     const settings = { oneRequest: ["--connections=1", "--requests=1"], defaults: [] as string[] };

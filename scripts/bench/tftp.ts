@@ -13,7 +13,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { createDelayedLink } from "./delay.ts";
+import { createDelayedLink, createPair, netemAvailable, type NetnsPair } from "../../tests/helpers/netns.ts";
+import { run } from "../../tests/helpers/run.ts";
+import { spawnService, startDaemon } from "../../tests/helpers/servers.ts";
+import { missingTools } from "../../tests/helpers/tools.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -30,16 +33,9 @@ const SIZE = Number(args.size) * 1024 * 1024;
 const RUNS = Number(args.runs);
 const SECTIONS = new Set(args.sections.split(","));
 if (args["skip-parallel"]) SECTIONS.delete("parallel");
-const ROOT = new URL("../../", import.meta.url).pathname;
 
-async function sh(cmd: string[], timeoutMs = 600_000): Promise<{ code: number; ms: number; err: string }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "null", stderr: "piped" }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  return { code: out.code, ms: performance.now() - t0, err: new TextDecoder().decode(out.stderr).trim() };
-}
+/** Runs a client within 10 minutes. */
+const sh = (cmd: string[]) => run(cmd, { timeoutMs: 600_000 });
 
 function rssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
@@ -63,60 +59,37 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startHpa(dir: string, port: number, exec: string[] = [], host = "127.0.0.1"): Promise<Server> {
-  const child = new Deno.Command(exec[0] ?? "in.tftpd", {
-    args: [...exec.slice(1), ...(exec.length ? ["in.tftpd"] : []), "-L", "-s", dir, "-a", `${host}:${port}`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await new Promise((r) => setTimeout(r, 300));
-  const pid = exec.length ? await childPid(child.pid, "in.tftpd") : child.pid;
-  return {
-    name: "tftpd-hpa",
-    pid,
-    port,
-    host,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
+async function startHpa(dir: string, port: number, netns?: string, host = "127.0.0.1"): Promise<Server> {
+  const hpa = await startDaemon(["in.tftpd", "-L", "-s", dir, "-a", `${host}:${port}`], {
+    netns,
+    settleMs: 300,
+  });
+  const pid = netns ? await childPid(hpa.pid, "in.tftpd") : hpa.pid;
+  return { name: "tftpd-hpa", pid, port, host, stop: async () => void (await hpa.stop()) };
 }
 
 /** dnsmasq as a TFTP-only server (no DNS, no DHCP) on 127.0.0.1:69, up to 300 transfers at once. */
 async function startDnsmasq(dir: string): Promise<Server | null> {
-  const found = await sh(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"]);
-  if (found.code !== 0) return null;
-  const child = new Deno.Command("dnsmasq", {
-    args: [
-      "-d",
-      "--conf-file=/dev/null",
-      "--port=0",
-      "--enable-tftp",
-      `--tftp-root=${dir}`,
-      "--tftp-max=300",
-      "--listen-address=127.0.0.1",
-      "--bind-interfaces",
-      "--pid-file=",
-      "--user=root",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await new Promise((r) => setTimeout(r, 500));
+  if (missingTools("dnsmasq") !== null) return null;
+  const dnsmasq = await startDaemon([
+    "dnsmasq",
+    "-d",
+    "--conf-file=/dev/null",
+    "--port=0",
+    "--enable-tftp",
+    `--tftp-root=${dir}`,
+    "--tftp-max=300",
+    "--listen-address=127.0.0.1",
+    "--bind-interfaces",
+    "--pid-file=",
+    "--user=root",
+  ], { settleMs: 500 });
   return {
     name: "dnsmasq",
-    pid: child.pid,
+    pid: dnsmasq.pid,
     port: 69,
     host: "127.0.0.1",
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // gone
-      }
-      await child.status;
-    },
+    stop: async () => void (await dnsmasq.stop()),
   };
 }
 
@@ -137,46 +110,10 @@ async function childPid(parent: number, comm: string): Promise<number> {
   return parent;
 }
 
-async function startPypxe(
-  dir: string,
-  port: number,
-  exec: string[] = [],
-  host = "127.0.0.1",
-): Promise<Server> {
-  const child = new Deno.Command(exec[0] ?? Deno.execPath(), {
-    args: [
-      ...exec.slice(1),
-      ...(exec.length ? [Deno.execPath()] : []),
-      "run",
-      "--allow-all",
-      `${ROOT}tests/tftp/serve_fixture.ts`,
-      host,
-      String(port),
-      dir,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes("ready")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("pypxe did not start");
-    seen += value;
-  }
-  const pid = exec.length ? await childPid(child.pid, "deno") : child.pid;
-  return {
-    name: "pypxe",
-    pid,
-    port,
-    host,
-    async stop() {
-      await child.stdin.close();
-      await child.status;
-      await reader.cancel();
-    },
-  };
+async function startPypxe(dir: string, port: number, netns?: string, host = "127.0.0.1"): Promise<Server> {
+  const pypxe = await spawnService({ service: "tftp", host, port, dir }, { netns });
+  const pid = netns ? await childPid(pypxe.pid, "deno") : pypxe.pid;
+  return { name: "pypxe", pid, port, host, stop: async () => void (await pypxe.stop()) };
 }
 
 function clientCmd(client: string, s: Server, file: string, out: string, bs: number, ws = 1): string[] {
@@ -211,8 +148,8 @@ async function measure(s: Server, cmd: string[], bytes: number): Promise<{ mbs: 
   const j0 = busyJiffies();
   const r = await sh(["/usr/bin/time", "-f", "@@%U %S", ...cmd]);
   const busy = (busyJiffies() - j0) / 100;
-  if (r.code !== 0) throw new Error(`${s.name}: ${cmd.join(" ")} failed: ${r.err}`);
-  const m = /@@([\d.]+) ([\d.]+)\s*$/.exec(r.err);
+  if (r.code !== 0) throw new Error(`${s.name}: ${cmd.join(" ")} failed: ${r.stderr.trim()}`);
+  const m = /@@([\d.]+) ([\d.]+)\s*$/.exec(r.stderr.trim());
   const client = m ? Number(m[1]) + Number(m[2]) : 0;
   const cpu = Math.max(0, busy - client);
   return { mbs: bytes / 1e6 / (r.ms / 1000), cpuPerGB: cpu / (bytes / 1e9) };
@@ -301,65 +238,44 @@ try {
     }
   }
 
-  const { netemAvailable } = await import("../../tests/tftp/netns.ts");
-  const netem = await netemAvailable();
-  let link: Awaited<ReturnType<typeof createDelayedLink>> | null = null;
-  if (!netem && Deno.uid() === 0 && SECTIONS.has("window")) {
+  if (SECTIONS.has("window")) {
+    // a LAN-like link: a veth pair with netem where the kernel has it, else namespaces joined through
+    // delay_relay (110 us each way plus the relay's own latency: about 0.5 ms round trip, ping shows it)
+    const netem = await netemAvailable();
+    let link: NetnsPair | null = null;
     try {
-      // 110 us each way plus the relay's own latency: about 0.5 ms round trip here (ping shows it)
-      link = await createDelayedLink(110);
+      if (netem) link = await createPair({ tag: "window", netem: ["delay", "0.5ms"] });
+      else if (Deno.uid() === 0) link = await createDelayedLink(110);
     } catch (err) {
       console.log(`(no delayed link: ${err instanceof Error ? err.message : err})`);
     }
-  }
-  if (SECTIONS.has("window")) {
     console.log(
       `\n## windowsize (atftp, blksize 1468) ${
-        netem
+        link === null
+          ? "on loopback (no netem in this kernel)"
+          : netem
           ? "on a veth pair with netem delay 0.5ms"
-          : link
-          ? "between namespaces through delay_relay (about 0.5 ms round trip)"
-          : "on loopback (no netem in this kernel)"
+          : "between namespaces through delay_relay (about 0.5 ms round trip)"
       }`,
     );
+    if (link === null) {
+      await windowTable(dir, hpa, pyx, (cmd) => cmd);
+    } else {
+      const l = link;
+      const ping = await run(["busybox", "ping", "-c", "10", "-i", "0.1", l.serverIp], { netns: l.client });
+      const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.stdout);
+      console.log(`ping round trip (avg): ${rtt ? rtt[1] : "?"} ms`);
+      const near: Server[] = [];
+      try {
+        near.push(await startHpa(dir, 6969, l.server, l.serverIp));
+        near.push(await startPypxe(dir, 6970, l.server, l.serverIp));
+        await windowTable(dir, near[0], near[1], (cmd) => l.exec(l.client, cmd));
+      } finally {
+        for (const s of near) await s.stop();
+        await l.destroy();
+      }
+    }
   }
-  let whpa = hpa;
-  let wpyx = pyx;
-  let cleanup: (() => Promise<void>) | null = null;
-  if (link) {
-    const l = link;
-    const ping = await new Deno.Command("ip", {
-      args: ["netns", "exec", l.client, "busybox", "ping", "-c", "10", "-i", "0.1", l.serverIp],
-      stdout: "piped",
-    }).output();
-    const rtt = /= [\d.]+\/([\d.]+)\//.exec(new TextDecoder().decode(ping.stdout));
-    console.log(`ping round trip (avg): ${rtt ? rtt[1] : "?"} ms`);
-    whpa = await startHpa(dir, 6969, ["ip", "netns", "exec", l.server], l.serverIp);
-    wpyx = await startPypxe(dir, 6970, ["ip", "netns", "exec", l.server], l.serverIp);
-    cleanup = async () => {
-      await whpa.stop();
-      await wpyx.stop();
-      await l.destroy();
-    };
-    await windowTable(dir, whpa, wpyx, (cmd) => l.exec(l.client, cmd));
-  } else if (!SECTIONS.has("window")) {
-    // skipped
-  } else if (netem) {
-    const { createNetnsPair } = await import("../../tests/tftp/netns.ts");
-    const pair = await createNetnsPair({ netem: ["delay", "0.5ms"] });
-    whpa = await startHpa(dir, 6969, ["ip", "netns", "exec", pair.server], pair.serverIp);
-    wpyx = await startPypxe(dir, 6970, ["ip", "netns", "exec", pair.server], pair.serverIp);
-    cleanup = async () => {
-      await whpa.stop();
-      await wpyx.stop();
-      await pair.destroy();
-    };
-    const exec = (cmd: string[]) => pair.exec(pair.client, cmd);
-    await windowTable(dir, whpa, wpyx, exec);
-  } else {
-    await windowTable(dir, whpa, wpyx, (cmd) => cmd);
-  }
-  await cleanup?.();
 
   if (SECTIONS.has("parallel")) {
     const psize = Number(args["parallel-size"]) * 1024 * 1024;
@@ -381,7 +297,7 @@ try {
         );
         wall[s.name] = (performance.now() - t0) / 1000;
         const bad = results.filter((r) => r.code !== 0);
-        if (bad.length) console.log(`  ${s.name}: ${bad.length} clients failed: ${bad[0].err}`);
+        if (bad.length) console.log(`  ${s.name}: ${bad.length} clients failed: ${bad[0].stderr.trim()}`);
       }
       console.log(
         `${String(n).padStart(7)}  ${fmt(wall["tftpd-hpa"]).padStart(16)}  ${

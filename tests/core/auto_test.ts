@@ -1,10 +1,10 @@
 /** `--auto` in network namespaces: proxyDHCP beside a DHCP server that answers, full DHCP when none does. */
 import assert from "node:assert/strict";
-import { startPypxe } from "../helpers/pypxe.ts";
-import { e2eUnavailable, plainDhcpServer, Segment } from "../e2e/harness.ts";
+import { netnsAvailable, Segment } from "../helpers/netns.ts";
+import { plainDhcpServer, startPypxe } from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
 
-const unavailable = await e2eUnavailable(["ip", "dnsmasq"]);
+const unavailable = netnsAvailable(["dnsmasq"]);
 
 async function autoRun(withDnsmasq: boolean): Promise<string[]> {
   const seg = await Segment.create(withDnsmasq ? "autop" : "autof");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EMBEDDED_ROOT } from "../../src/netboot/fs.ts";
-import { runPypxeOnce } from "../helpers/pypxe.ts";
+import { runPypxeOnce } from "../helpers/servers.ts";
 
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);

@@ -16,7 +16,7 @@ import {
   SETTINGS,
   type SettingsTable,
 } from "../../src/config.ts";
-import { runPypxeOnce } from "../helpers/pypxe.ts";
+import { runPypxeOnce } from "../helpers/servers.ts";
 
 const noInterfaces = () => [];
 const build = (args: string[], fileJson?: string, interfaces = noInterfaces) => {

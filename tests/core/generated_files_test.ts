@@ -8,6 +8,7 @@ import { HttpServer } from "../../src/http/server.ts";
 import { BootFiles, GENERATED_FILES } from "../../src/netboot/files.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
 import { TftpServer } from "../../src/tftp/server.ts";
+import { run } from "../helpers/run.ts";
 
 const MENU = JSON.stringify({
   title: "Lab",
@@ -22,10 +23,9 @@ const MENU = JSON.stringify({
 });
 
 async function curlBytes(url: string): Promise<Uint8Array> {
-  const out = await new Deno.Command("curl", { args: ["-sS", "--fail", "-m", "10", url], stdout: "piped" })
-    .output();
+  const out = await run(["curl", "-sS", "--fail", "-m", "10", url]);
   if (!out.success) throw new Error(`curl ${url} failed (${out.code})`);
-  return out.stdout;
+  return out.bytes;
 }
 
 async function withServers(

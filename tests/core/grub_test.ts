@@ -19,6 +19,7 @@ import {
   PI_MAX_FILE_SIZE,
   piSizeWarnings,
 } from "../../src/netboot/fs.ts";
+import { run } from "../helpers/run.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // grub-script-check
@@ -36,24 +37,8 @@ async function grubScriptCheck(text: string): Promise<{ code: number; output: st
   try {
     const path = join(dir, "grub.cfg");
     await Deno.writeTextFile(path, text);
-    const child = new Deno.Command(GRUB_SCRIPT_CHECK, {
-      args: [path],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 20_000);
-    try {
-      const out = await child.output();
-      const dec = new TextDecoder();
-      return { code: out.code, output: dec.decode(out.stdout) + dec.decode(out.stderr) };
-    } finally {
-      clearTimeout(timer);
-    }
+    const r = await run([GRUB_SCRIPT_CHECK, path], { timeoutMs: 20_000 });
+    return { code: r.code, output: r.stdout + r.stderr };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -11,14 +11,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { e2eUnavailable, Segment, sh } from "../e2e/harness.ts";
 import { type FloodOptions, type FloodProcess, type FloodStats, startFlood } from "../helpers/flood.ts";
 import { sha256, sha256File } from "../helpers/hash.ts";
-import { type PypxeProcess, runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { netnsAvailable, Segment } from "../helpers/netns.ts";
+import { run } from "../helpers/run.ts";
+import { type PypxeProcess, runPypxeOnce, startPypxe } from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
 
-const TOOLS = ["ip", "curl", "busybox", "nbdcopy", "bash"];
-const unavailable = await e2eUnavailable(TOOLS);
+const unavailable = netnsAvailable(["curl", "busybox", "nbdcopy", "bash"]);
 
 /** pypxe's open-file limit: low, so a 20,000-connection flood is far beyond it. */
 const PYPXE_FILE_LIMIT = 4096;
@@ -52,11 +52,7 @@ function randomBytes(n: number): Uint8Array {
 }
 
 async function withBed(name: string, extraArgs: string[], fn: (bed: Bed) => Promise<void>): Promise<void> {
-  // the pid keeps two runs of this file (two sessions on one machine) out of each other's namespaces
-  const tag = `${name}${Deno.pid % 100000}`;
-  // a run killed before its cleanup leaves its second host behind (Segment removes only -h0 by name)
-  await sh(["ip", "netns", "del", `pxe-${tag}-h1`], { check: false });
-  const seg = await Segment.create(tag);
+  const seg = await Segment.create(name);
   let pypxe: PypxeProcess | undefined;
   let dir: string | undefined;
   try {
@@ -64,7 +60,7 @@ async function withBed(name: string, extraArgs: string[], fn: (bed: Bed) => Prom
     const flood = await seg.addHost(`${seg.subnet}.2`);
     const client = await seg.addHost(`${seg.subnet}.3`);
     // 22,000 connections from one address to one port need more than the default 28,232 source ports
-    await sh(["ip", "netns", "exec", flood.ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"]);
+    await run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"], { netns: flood.ns, check: true });
     const blob = randomBytes(BLOB_SIZE);
     const disk = randomBytes(DISK_SIZE);
     await Deno.mkdir(join(dir, "netboot"));
@@ -133,7 +129,7 @@ function sampleFds(bed: Bed): { stop(): number } {
 
 /** Runs `cmd` in the client namespace within `timeoutMs`. */
 function inClient(bed: Bed, cmd: string[], timeoutMs = 20_000) {
-  return sh(["ip", "netns", "exec", bed.clientNs, ...cmd], { check: false, timeoutMs });
+  return run(cmd, { netns: bed.clientNs, timeoutMs });
 }
 
 /** A GET of blob.bin with curl; the bytes must match. */

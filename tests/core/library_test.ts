@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { BootEvents, NetbootFs, TftpServer } from "../../src/mod.ts";
+import { run } from "../helpers/run.ts";
 
 Deno.test({
   name: "library: TftpServer from src/mod.ts serves an overlay directory to curl",
@@ -14,10 +15,8 @@ Deno.test({
     const tftp = new TftpServer({ host: "127.0.0.1", port: 0, netboot, events: new BootEvents() });
     await tftp.start();
     try {
-      const out = await new Deno.Command("curl", {
-        args: ["-sS", "--max-time", "5", `tftp://127.0.0.1:${tftp.port}/hello.txt`],
-      }).output();
-      assert.equal(new TextDecoder().decode(out.stdout), "hello from the library\n");
+      const out = await run(["curl", "-sS", "--max-time", "5", `tftp://127.0.0.1:${tftp.port}/hello.txt`]);
+      assert.equal(out.stdout, "hello from the library\n");
     } finally {
       await tftp.stop();
       await Deno.remove(dir, { recursive: true });

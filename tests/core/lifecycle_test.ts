@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULTS, SETTINGS } from "../../src/config.ts";
-import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { runPypxeOnce, startPypxe } from "../helpers/servers.ts";
 import { missingTools, needsRoot, requires } from "../helpers/tools.ts";
+import { run } from "../helpers/run.ts";
 
 Deno.test("--help lists every flag with its default, in PyPXE's groups", async () => {
   const { code, stdout } = await runPypxeOnce(["--help"]);
@@ -143,14 +144,16 @@ Deno.test("the started server serves the embedded tree over TFTP (curl)", async 
   probe.close();
   const pypxe = await startPypxe(["--tftp-port", String(port), "--tftp-server-ip", "127.0.0.1"]);
   try {
-    const out = await new Deno.Command("curl", {
-      args: ["-sS", "--max-time", "10", `tftp://127.0.0.1:${port}/pxelinux.cfg/default`],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const out = await run([
+      "curl",
+      "-sS",
+      "--max-time",
+      "10",
+      `tftp://127.0.0.1:${port}/pxelinux.cfg/default`,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
     const expected = await Deno.readTextFile(new URL("../../netboot/pxelinux.cfg/default", import.meta.url));
-    assert.equal(new TextDecoder().decode(out.stdout), expected);
+    assert.equal(out.stdout, expected);
     await pypxe.waitFor(/tftp .*pxelinux\.cfg\/default/);
   } finally {
     assert.equal(await pypxe.stop("SIGTERM"), 0);

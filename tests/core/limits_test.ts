@@ -5,6 +5,7 @@ import { LogThrottle } from "../../src/log_throttle.ts";
 import { setupLogging, teardownLogging } from "../../src/log.ts";
 import { BootEvents } from "../../src/events.ts";
 import { BOOT_LINES_PER_WINDOW, logBootEvents } from "../../src/server.ts";
+import { run } from "../helpers/run.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -89,14 +90,11 @@ Deno.test("process guard: an uncaught rejection or exception is logged, the proc
     console.log("alive");
     unguard();
   `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-check", script],
+  const { code, stdout, stderr } = await run([Deno.execPath(), "eval", "--no-check", script], {
     cwd: new URL("../..", import.meta.url).pathname,
     env: { NO_COLOR: "1" },
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
-  equal(out.code, 0, stderr);
+  });
+  equal(code, 0, stderr);
   equal(stdout.trim(), "alive");
   match(stderr, /ERROR main {2}uncaught \(kept running\): Error: Http: Too many open files/);
   match(stderr, /ERROR main {2}uncaught \(kept running\): Error: thrown from a timer/);

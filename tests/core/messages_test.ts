@@ -6,6 +6,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { type AppIo, runPypxe } from "../../src/app.ts";
 import { closest } from "../../src/config.ts";
+import { startPypxe } from "../helpers/servers.ts";
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
@@ -86,46 +87,25 @@ Deno.test("messages: on SIGTERM the DHCP service says how many leases it saved, 
       "AA:BB:CC:DD:EE:01": { ip: "127.0.0.101", expire: Date.now() / 1000 + 3600, ipxe: false },
     }),
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../../main.ts", import.meta.url).pathname,
-      ...[
-        "--no-tftp",
-        "--no-status",
-        "--dhcp",
-        "--dhcp-server-ip",
-        "127.0.0.1",
-        "--dhcp-server-port",
-        String(port),
-      ],
-      ...["--dhcp-subnet", "255.0.0.0", "--dhcp-begin", "127.0.0.100", "--dhcp-end", "127.0.0.110"],
-      ...["--dhcp-router", "127.0.0.1", "--dhcp-fileserver", "127.0.0.1", "--save-leases", leases],
+  const pypxe = await startPypxe([
+    ...[
+      "--no-tftp",
+      "--no-status",
+      "--dhcp",
+      "--dhcp-server-ip",
+      "127.0.0.1",
+      "--dhcp-server-port",
+      String(port),
     ],
-    env: { NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    ...["--dhcp-subnet", "255.0.0.0", "--dhcp-begin", "127.0.0.100", "--dhcp-end", "127.0.0.110"],
+    ...["--dhcp-router", "127.0.0.1", "--dhcp-fileserver", "127.0.0.1", "--save-leases", leases],
+  ]);
   try {
-    for (let i = 0; i < 200 && !text.includes("ready"); i++) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    ok(text.includes("ready"), text);
-    child.kill("SIGTERM");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    equal((await child.status).code, 0);
+    equal(await pypxe.stop("SIGTERM"), 0);
+    const text = pypxe.lines.join("\n");
     match(text, new RegExp(`stopped: 1 lease saved to ${leases.replaceAll(".", "\\.")}`));
   } finally {
-    reader.releaseLock();
+    await pypxe.stop("SIGKILL");
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError } from "../../src/config.ts";
 import { resolveIds } from "../../src/privilege.ts";
-import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { runPypxeOnce, startPypxe } from "../helpers/servers.ts";
 import { needsRoot, requires } from "../helpers/tools.ts";
+import { run } from "../helpers/run.ts";
 
 const PASSWD = "root:x:0:0:root:/root:/bin/bash\npxe:x:1500:1600::/var/lib/pxe:/usr/sbin/nologin\n";
 const GROUPS = "root:x:0:\nnetboot:x:1700:\n";
@@ -65,11 +66,9 @@ Deno.test(requires(needsRoot(), {
         pypxe.lines.some((line) => line.includes(`${dir} is not writable by uid 65534`)),
         "a state directory the user cannot write is named",
       );
-      const out = await new Deno.Command("curl", {
-        args: ["-sS", "--max-time", "5", `tftp://127.0.0.1:${port}/boot.ipxe`],
-      }).output();
+      const out = await run(["curl", "-sS", "--max-time", "5", `tftp://127.0.0.1:${port}/boot.ipxe`]);
       assert.equal(out.code, 0);
-      assert.match(new TextDecoder().decode(out.stdout), /^#!ipxe/);
+      assert.match(out.stdout, /^#!ipxe/);
     } finally {
       assert.equal(await pypxe.stop("SIGTERM"), 0);
       await Deno.remove(dir, { recursive: true });

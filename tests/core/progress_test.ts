@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatProgress, terminalProgress } from "../../src/progress.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
+import { run } from "../helpers/run.ts";
 
 Deno.test("progress: the bar, the percentage and the sizes; silent off a terminal", () => {
   assert.equal(formatProgress("copying", 1e9, 2e9, 10), "copying [#####-----]  50%  1.0/2.0 GB");
@@ -44,14 +45,10 @@ Deno.test(requires(missingTools("script"), {
           `kill -TERM $P; wait $P\n`,
       );
       const inner = `bash ${runner}`;
-      const out = await new Deno.Command("script", {
-        args: ["-qfec", inner, "/dev/null"],
+      const out = await run(["script", "-qfec", inner, "/dev/null"], {
         env: { NO_COLOR: "1", TERM: "xterm" },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout);
+      });
+      const text = out.stdout;
       assert.equal(out.code, 0, text);
       assert.match(text, /copying \S+disk\.img to RAM \[#{20}\] 100% {2}0\.3\/0\.3 GB/);
     } finally {

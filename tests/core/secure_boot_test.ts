@@ -34,8 +34,8 @@ import { parseMenuFile } from "../../src/netboot/menu.ts";
 import { grubConfig } from "../../src/netboot/grub.ts";
 import { NetbootFs, PI_MAX_FILE_SIZE } from "../../src/netboot/fs.ts";
 import { fixture, MessageType, Opt, refConfig } from "../dhcp/helpers.ts";
-import { randomPort, UdpClient } from "../dhcp/udp_client.ts";
-import { runPypxeOnce, startPypxe } from "../helpers/pypxe.ts";
+import { run } from "../helpers/run.ts";
+import { runPypxeOnce, startDhcp, startPypxe } from "../helpers/servers.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
 const sb = (o: BootPolicyOptions): BootPolicyOptions => ({ ...o, secureBoot: true });
@@ -247,40 +247,12 @@ Deno.test({
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    const client = new UdpClient({ hostname: "0.0.0.0" });
-    let server: DhcpServer | undefined;
-    let port = 0;
-    let proxyPort = 0;
+    const d = await startDhcp(
+      { DHCP_MODE_PROXY: true, USE_IPXE: true, NETBOOT_FILE: "boot.ipxe" },
+      { clientHost: "0.0.0.0", server: () => ({ secureBoot: true }) },
+    );
+    const { client, port, proxyPort } = d;
     try {
-      for (let attempt = 0; attempt < 5 && server === undefined; attempt++) {
-        port = randomPort();
-        proxyPort = randomPort();
-        const s = new DhcpServer({
-          config: refConfig({
-            DHCP_SERVER_IP: "127.0.0.1",
-            DHCP_FILESERVER: "127.0.0.1",
-            DHCP_ROUTER: "127.0.0.1",
-            DHCP_OFFER_BEGIN: "127.0.0.100",
-            DHCP_OFFER_END: "127.0.0.150",
-            DHCP_BROADCAST: "127.0.0.255",
-            DHCP_SERVER_PORT: port,
-            DHCP_MODE_PROXY: true,
-            USE_IPXE: true,
-            NETBOOT_FILE: "boot.ipxe",
-          }),
-          events: new BootEvents(),
-          clientPort: client.port,
-          proxyPort,
-          broadcastAddress: "127.0.0.1",
-          secureBoot: true,
-        });
-        try {
-          await s.start();
-          server = s;
-        } catch (err) {
-          if (attempt === 4) throw err;
-        }
-      }
       await client.send(fixture("ovmf-pxe-discover.bin"), port);
       const offer = await client.next(2000);
       assert.ok(offer, "no OFFER");
@@ -299,8 +271,7 @@ Deno.test({
       assert.ok(snp, "no ACK for iPXE");
       assert.equal(getString(decodeDhcp(snp.bytes), Opt.BOOTFILE), "tftp://127.0.0.1/boot.ipxe");
     } finally {
-      await server?.stop();
-      await client.close();
+      await d.close();
     }
   },
 });
@@ -588,12 +559,16 @@ Deno.test(requires(missingTools("curl"), {
         const out = join(dir, "got");
         const cfg = new TextEncoder().encode(grubConfig({ menu: parseMenuFile(menu) }));
         for (const [name, want] of [["shimx64.efi", shim], ["grub/grub.cfg", cfg]] as const) {
-          const r = await new Deno.Command("curl", {
-            args: ["-sS", "--max-time", "20", "-o", out, `tftp://127.0.0.1:${port}/${name}`],
-            stdout: "piped",
-            stderr: "piped",
-          }).output();
-          assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+          const r = await run([
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            out,
+            `tftp://127.0.0.1:${port}/${name}`,
+          ]);
+          assert.equal(r.code, 0, r.stderr);
           assert.deepEqual(await Deno.readFile(out), want, name);
         }
       } finally {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { BootEvents } from "../../src/events.ts";
 import { stageOfFile, StatusBoard } from "../../src/status.ts";
-import { startPypxe } from "../helpers/pypxe.ts";
+import { startPypxe } from "../helpers/servers.ts";
 import { renderStatusPage } from "../../scripts/status_screenshot.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
+import { run } from "../helpers/run.ts";
 
 Deno.test("status: stages follow the files a client fetches; DHCP and transfers merge by IP", () => {
   let now = 1_000_000;
@@ -113,16 +114,15 @@ Deno.test("status: a real TFTP transfer reaches /status.json, /metrics and the e
     "127.0.0.1",
   ]);
   try {
-    const got = await new Deno.Command("curl", {
-      args: [
-        "-sS",
-        "--max-time",
-        "10",
-        "-o",
-        "/dev/null",
-        `tftp://127.0.0.1:${tftpPort}/pxelinux.cfg/default`,
-      ],
-    }).output();
+    const got = await run([
+      "curl",
+      "-sS",
+      "--max-time",
+      "10",
+      "-o",
+      "/dev/null",
+      `tftp://127.0.0.1:${tftpPort}/pxelinux.cfg/default`,
+    ]);
     assert.equal(got.code, 0);
     const base = `http://127.0.0.1:${httpPort}`;
     const json = await (await fetch(`${base}/status.json`)).json();

@@ -4,6 +4,7 @@ import { BootEvents } from "../../src/events.ts";
 import { StatusBoard } from "../../src/status.ts";
 import { renderStatusTable, TtyStatusView } from "../../src/status_tty.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
+import { run } from "../helpers/run.ts";
 
 Deno.test("tty status: log lines print above the table, which is erased and redrawn in one write", () => {
   const events = new BootEvents();
@@ -73,20 +74,20 @@ Deno.test(requires(missingTools("script"), {
     const inner =
       `${Deno.execPath()} run -P --no-prompt ${main} --tftp-port ${port} --tftp-server-ip 127.0.0.1 & ` +
       `P=$!; sleep 4; kill -TERM $P; wait $P`;
-    const child = new Deno.Command("script", {
-      args: ["-qfec", inner, "/dev/null"],
-      env: { NO_COLOR: "1", TERM: "xterm" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const tty = run(["script", "-qfec", inner, "/dev/null"], { env: { NO_COLOR: "1", TERM: "xterm" } });
     await new Promise((r) => setTimeout(r, 2500));
-    const curl = await new Deno.Command("curl", {
-      args: ["-sS", "--max-time", "5", "-o", "/dev/null", `tftp://127.0.0.1:${port}/pxelinux.cfg/default`],
-    }).output();
+    const curl = await run([
+      "curl",
+      "-sS",
+      "--max-time",
+      "5",
+      "-o",
+      "/dev/null",
+      `tftp://127.0.0.1:${port}/pxelinux.cfg/default`,
+    ]);
     assert.equal(curl.code, 0);
-    const out = await child.output();
-    const text = new TextDecoder().decode(out.stdout);
+    const out = await tty;
+    const text = out.stdout;
     assert.equal(out.code, 0, text);
     assert.match(text, /-- pypxe: waiting for clients --/);
     assert.match(text, /-- pypxe: 1 client\(s\) --/);

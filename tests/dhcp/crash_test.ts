@@ -2,9 +2,8 @@
 import { equal, ok } from "node:assert/strict";
 import { messageType } from "../../src/dhcp/options.ts";
 import { encodeDhcp } from "../../src/dhcp/packet.ts";
-import { macOf, MessageType, refConfig, request } from "./helpers.ts";
-import { randomPort, UdpClient } from "./udp_client.ts";
-import { spawnServer } from "./spawn.ts";
+import { macOf, MessageType, request } from "./helpers.ts";
+import { dhcpEvents, loopbackDhcpConfig, randomPort, spawnService, UdpClient } from "../helpers/servers.ts";
 
 Deno.test({
   name:
@@ -17,17 +16,9 @@ Deno.test({
     try {
       const port = randomPort();
       const file = `${dir}/leases.json`;
-      const args = {
-        config: refConfig({
-          DHCP_SERVER_IP: "127.0.0.1",
-          DHCP_SERVER_PORT: port,
-          DHCP_FILESERVER: "127.0.0.1",
-          DHCP_ROUTER: "127.0.0.1",
-          DHCP_OFFER_BEGIN: "127.0.0.100",
-          DHCP_OFFER_END: "127.0.0.150",
-          DHCP_BROADCAST: "127.0.0.255",
-          LEASES_FILE: file,
-        }),
+      const spec = {
+        service: "dhcp" as const,
+        config: loopbackDhcpConfig({ DHCP_SERVER_PORT: port, LEASES_FILE: file }),
         clientPort: client.port,
         broadcastAddress: "127.0.0.1",
       };
@@ -37,7 +28,7 @@ Deno.test({
       };
       const mac = macOf(77);
       // two clients, so "same address" is not just "the first address"
-      let run = await spawnServer(args);
+      let run = await spawnService(spec, { events: true });
       for (const m of [macOf(76), mac]) {
         const offer = await ask(request(MessageType.DISCOVER, m));
         ok(offer, "no OFFER");
@@ -50,7 +41,7 @@ Deno.test({
       const before = await Deno.readTextFile(`${file}.journal`);
       ok(before.includes(mac), "lease journalled before the ACK");
 
-      run = await spawnServer(args);
+      run = await spawnService(spec, { events: true });
       const saved = JSON.parse(await Deno.readTextFile(file));
       const ip = saved[mac.toUpperCase()]?.ip;
       equal(ip, "127.0.0.101", JSON.stringify(saved));
@@ -59,8 +50,8 @@ Deno.test({
       const other = await ask(request(MessageType.DISCOVER, macOf(99)));
       ok(other && other.yiaddr !== ip && other.yiaddr !== "127.0.0.100");
       equal((await run.stop("SIGTERM")).code, 0);
-      ok(run.stdout().includes("stopped"));
-      ok(run.events().some((e) => e.mac === mac && e.sent === "OFFER" && e.ip === ip));
+      ok(run.output().includes("stopped"));
+      ok(dhcpEvents(run).some((e) => e.mac === mac && e.sent === "OFFER" && e.ip === ip));
       const after = JSON.parse(await Deno.readTextFile(file));
       equal(after[mac.toUpperCase()].ip, ip);
     } finally {

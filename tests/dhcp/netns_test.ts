@@ -4,15 +4,23 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { refConfig } from "./helpers.ts";
-import { createPair, netnsAvailable, run } from "./netns.ts";
+import { createPair, netnsAvailable, type NetnsPair } from "../helpers/netns.ts";
+import { run } from "../helpers/run.ts";
+import {
+  type Daemon,
+  dhcpEvents,
+  type ServiceProcess,
+  spawnService,
+  startDaemon,
+} from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
-import { spawnServer } from "./spawn.ts";
 
 const SERVER_IP = "10.213.0.1";
 const LEASE_TIME = 8; // short, so the clients renew by themselves at T1 = 4 s
 
-function serverArgs(leasesFile: string) {
+function serverSpec(leasesFile: string) {
   return {
+    service: "dhcp" as const,
     config: refConfig({
       DHCP_SERVER_IP: SERVER_IP,
       DHCP_SERVER_PORT: 67,
@@ -47,32 +55,31 @@ const readLog = async (path: string) => {
 
 /**
  * Runs `fn` with a namespace pair, a temp dir and a DHCP server in the server namespace; afterwards
- * kills the client processes `fn` tracked, stops the server and removes everything, even on failure.
+ * kills the client processes `fn` started, stops the server and removes everything, even on failure.
  */
 async function withServerInNamespaces(
   fn: (ctx: {
     dir: string;
-    pair: Awaited<ReturnType<typeof createPair>>;
-    server: Awaited<ReturnType<typeof spawnServer>>;
-    track: (child: Deno.ChildProcess) => Deno.ChildProcess;
+    pair: NetnsPair;
+    server: ServiceProcess;
+    /** Starts a DHCP client in the client namespace. */
+    client: (cmd: string[]) => Promise<Daemon>;
   }) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "pypxe-netns-" });
-  const pair = await createPair(SERVER_IP);
-  const children: Deno.ChildProcess[] = [];
-  let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
+  const pair = await createPair({ tag: "dhcp", serverIp: SERVER_IP, clientIp: null });
+  const clients: Daemon[] = [];
+  let server: ServiceProcess | undefined;
   try {
-    server = await spawnServer(serverArgs(`${dir}/leases.json`), { netns: pair.server });
-    await fn({ dir, pair, server, track: (child) => (children.push(child), child) });
+    server = await spawnService(serverSpec(`${dir}/leases.json`), { netns: pair.server, events: true });
+    const client = async (cmd: string[]) => {
+      const daemon = await startDaemon(cmd, { netns: pair.client });
+      clients.push(daemon);
+      return daemon;
+    };
+    await fn({ dir, pair, server, client });
   } finally {
-    for (const child of children) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await child.status;
-    }
+    for (const client of clients) await client.stop("SIGKILL");
     await server?.stop();
     await pair.destroy();
     await Deno.remove(dir, { recursive: true });
@@ -87,7 +94,7 @@ Deno.test(requires(udhcpcMissing, {
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    await withServerInNamespaces(async ({ dir, pair, server, track }) => {
+    await withServerInNamespaces(async ({ dir, server, client: start }) => {
       const log = `${dir}/udhcpc.log`;
       const script = `${dir}/udhcpc.sh`;
       await Deno.writeTextFile(
@@ -95,41 +102,36 @@ Deno.test(requires(udhcpcMissing, {
         `#!/bin/sh\necho "$1 $ip" >> ${log}\ncase "$1" in\n  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface";;\n  deconfig) ip addr flush dev "$interface";;\nesac\nexit 0\n`,
       );
       await Deno.chmod(script, 0o755);
-      const client = track(new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          pair.client,
-          "busybox",
-          "udhcpc",
-          "-f",
-          "-i",
-          "vc",
-          "-s",
-          script,
-          "-t",
-          "5",
-          "-T",
-          "1",
-          "-n",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn());
+      const client = await start([
+        "busybox",
+        "udhcpc",
+        "-f",
+        "-i",
+        "vc",
+        "-s",
+        script,
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-n",
+      ]);
       ok(
         await until(async () => /bound 10\.213\.0\.1\d\d/.test(await readLog(log)), 15_000),
         await readLog(log),
       );
       const ip = /bound (\S+)/.exec(await readLog(log))![1];
       // SIGUSR1: renew now (unicast REQUEST with ciaddr)
-      client.kill("SIGUSR1");
+      client.child.kill("SIGUSR1");
       ok(await until(async () => (await readLog(log)).includes(`renew ${ip}`), 10_000), await readLog(log));
       ok(
-        server.events().some((e) => e.received === "REQUEST" && e.sent === "ACK" && e.reason === "renewing"),
+        dhcpEvents(server).some((e) =>
+          e.received === "REQUEST" && e.sent === "ACK" && e.reason === "renewing"
+        ),
       );
       // SIGUSR2: release
-      client.kill("SIGUSR2");
-      ok(await until(() => server.events().some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
+      client.child.kill("SIGUSR2");
+      ok(await until(() => dhcpEvents(server).some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
     });
   },
 }));
@@ -142,7 +144,7 @@ Deno.test(requires(dhclientMissing, {
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    await withServerInNamespaces(async ({ dir, pair, server, track }) => {
+    await withServerInNamespaces(async ({ dir, pair, server, client: start }) => {
       const log = `${dir}/dhclient.log`;
       const script = `${dir}/dhclient.sh`;
       const lf = `${dir}/dhclient.leases`;
@@ -157,34 +159,25 @@ Deno.test(requires(dhclientMissing, {
           `  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n`,
       );
       const args = ["-v", "-d", "-1", "-sf", script, "-lf", lf, "-pf", pf, "vc"];
-      const client = track(new Deno.Command("ip", {
-        args: ["netns", "exec", pair.client, "dhclient", ...args],
-        stdout: "null",
-        stderr: "piped",
-      }).spawn());
-      const stderr = (async () => {
-        let text = "";
-        for await (const c of client.stderr) text += new TextDecoder().decode(c);
-        return text;
-      })();
+      const client = await start(["dhclient", ...args]);
       ok(
         await until(async () => /BOUND 10\.213\.0\.1\d\d/.test(await readLog(log)), 20_000),
         await readLog(log),
       );
       const ip = /BOUND (\S+)/.exec(await readLog(log))![1];
-      const events = server.events();
+      const events = dhcpEvents(server);
       ok(events.some((e) => e.sent === "NAK" && e.ip === "10.99.0.55"), JSON.stringify(events));
       // renewal at T1 (lease 8 s): unicast REQUEST
       ok(await until(async () => (await readLog(log)).includes(`RENEW ${ip}`), 12_000), await readLog(log));
-      ok(server.events().some((e) => e.received === "REQUEST" && e.reason === "renewing" && e.ip === ip));
+      ok(dhcpEvents(server).some((e) => e.received === "REQUEST" && e.reason === "renewing" && e.ip === ip));
       // release: dhclient -r signals the running one and sends DHCPRELEASE
-      const rel = await run("dhclient", ["-v", "-r", "-sf", script, "-lf", lf, "-pf", pf, "vc"], {
+      const rel = await run(["dhclient", "-v", "-r", "-sf", script, "-lf", lf, "-pf", pf, "vc"], {
         netns: pair.client,
       });
       equal(rel.code, 0, rel.stderr);
-      ok(await until(() => server.events().some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
+      ok(await until(() => dhcpEvents(server).some((e) => e.received === "RELEASE" && e.ip === ip), 10_000));
       await client.status;
-      ok((await stderr).includes("DHCPNAK from 10.213.0.1"));
+      ok(client.lines.join("\n").includes("DHCPNAK from 10.213.0.1"));
     });
   },
 }));

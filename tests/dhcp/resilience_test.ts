@@ -5,166 +5,37 @@
  * @module
  */
 import * as assert from "node:assert/strict";
-import { configure, reset } from "@logtape/logtape";
 import type { PxeConfig } from "../../src/config.ts";
 import { messageType } from "../../src/dhcp/options.ts";
 import { createDhcpPacket, encodeDhcp } from "../../src/dhcp/packet.ts";
-import { DhcpServer, type ListenDatagram } from "../../src/dhcp/server.ts";
+import { Faults } from "../helpers/faults.ts";
+import { captureLogs, summarised } from "../helpers/logs.ts";
+import { serveTftpTree, startDhcp } from "../helpers/servers.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import { serveTree, waitFor } from "../tftp/helpers.ts";
-import { macOf, MessageType, refConfig, request } from "./helpers.ts";
-import { randomPort, UdpClient } from "./udp_client.ts";
+import { waitFor } from "../tftp/helpers.ts";
+import { macOf, MessageType, request } from "./helpers.ts";
 
 const T = { sanitizeResources: true, sanitizeOps: true };
-const EMFILE = "Too many open files (os error 24)";
-
-/**
- * Wraps `Deno.listenDatagram` for the sockets bound to `ports`: their receives or sends can be made to
- * throw, binds to fail with EMFILE, and the real sockets can be closed under the service.
- */
-class Faults {
-  /** receive() calls that throw `error` from now on (Infinity: until set back to 0). */
-  failReceives = 0;
-  /** send() calls that throw `error`. */
-  failSends = 0;
-  /** listen() calls for `ports` that throw EMFILE. */
-  failBinds = 0;
-  error: Error = new Error(EMFILE);
-  receiveFailures = 0;
-  sendFailures = 0;
-  bindFailures = 0;
-  /** Successful binds of `ports`. */
-  binds = 0;
-  readonly #live = new Set<Deno.DatagramConn>();
-
-  readonly ports: number[];
-
-  constructor(...ports: number[]) {
-    this.ports = ports;
-  }
-
-  readonly listen: ListenDatagram = (o) => {
-    if (!this.ports.includes(o.port ?? 0)) return Deno.listenDatagram(o);
-    if (this.failBinds > 0) {
-      this.failBinds--;
-      this.bindFailures++;
-      throw new Error(EMFILE);
-    }
-    const real = Deno.listenDatagram(o);
-    this.binds++;
-    this.#live.add(real);
-    return this.#wrap(real);
-  };
-
-  /** Closes the real sockets: the service's pending receives fail, later ones find no socket. */
-  closeUnderneath(): void {
-    for (const s of this.#live) s.close();
-    this.#live.clear();
-  }
-
-  #wrap(real: Deno.DatagramConn): Deno.DatagramConn {
-    const wrapper = {
-      get addr() {
-        return real.addr;
-      },
-      receive: (buf?: Uint8Array) => {
-        if (this.failReceives > 0) {
-          this.failReceives--;
-          this.receiveFailures++;
-          return Promise.reject(this.error);
-        }
-        return real.receive(buf);
-      },
-      send: (bytes: Uint8Array, to: Deno.Addr) => {
-        if (this.failSends > 0) {
-          this.failSends--;
-          this.sendFailures++;
-          return Promise.reject(this.error);
-        }
-        return real.send(bytes, to);
-      },
-      close: () => {
-        this.#live.delete(real);
-        real.close();
-      },
-    };
-    return wrapper as unknown as Deno.DatagramConn;
-  }
-}
-
-/** Captures every `pypxe` log line at DEBUG and above until `stop()`. */
-async function captureLogs(): Promise<{ lines: string[]; stop(): Promise<void> }> {
-  const lines: string[] = [];
-  await configure({
-    reset: true,
-    sinks: { capture: (r) => lines.push(`${r.level} ${r.message.map(String).join("")}`) },
-    loggers: [
-      { category: ["pypxe"], sinks: ["capture"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  return { lines, stop: () => reset() };
-}
-
-/** The count of a summary line `label: N more in the last 10 s`, or 0. */
-function summarised(lines: string[], label: string): number {
-  const line = lines.find((l) => l.includes(`${label}: `) && l.includes(" more in the last "));
-  return line === undefined ? 0 : Number(/: ([\d,]+) more/.exec(line)![1].replaceAll(",", ""));
-}
 
 /**
  * A DHCP server on 127.0.0.1 random high ports (67 and, in proxy mode, 4011) with faults injected on
  * both, and a client on 127.0.0.1.
  */
-async function startDhcp(over: Partial<PxeConfig> = {}) {
-  const client = new UdpClient({ hostname: "127.0.0.1" });
-  for (let attempt = 0;; attempt++) {
-    const port = randomPort();
-    const proxyPort = randomPort();
-    const faults = new Faults(port, proxyPort);
-    const config: PxeConfig = refConfig({
-      DHCP_SERVER_IP: "127.0.0.1",
-      DHCP_FILESERVER: "127.0.0.1",
-      DHCP_ROUTER: "127.0.0.1",
-      DHCP_OFFER_BEGIN: "127.0.0.100",
-      DHCP_OFFER_END: "127.0.0.150",
-      DHCP_BROADCAST: "127.0.0.255",
-      DHCP_SERVER_PORT: port,
-      ...over,
-    });
-    const server = new DhcpServer({
-      config,
-      clientPort: client.port,
-      proxyPort,
-      listenAddress: "127.0.0.1",
-      broadcastAddress: "127.0.0.1",
-      listenDatagram: faults.listen,
-    });
-    try {
-      await server.start();
-    } catch (err) {
-      if (attempt < 4) continue;
-      await client.close();
-      throw err;
-    }
-    return {
-      server,
-      client,
-      faults,
-      port,
-      proxyPort,
-      /** Sends a DISCOVER for MAC number `n`; the OFFER or undefined after `ms`. */
-      async discover(n: number, ms = 2000) {
-        const pkt = request(MessageType.DISCOVER, macOf(n), { arch: 7, vendorClass: "PXEClient:Arch:00007" });
-        await client.send(encodeDhcp(pkt), port);
-        return await client.reply(pkt.xid, ms);
-      },
-      async close() {
-        await server.stop();
-        await client.close();
-      },
-    };
-  }
+async function startFaultyDhcp(over: Partial<PxeConfig> = {}) {
+  let faults = new Faults();
+  const d = await startDhcp(over, {
+    server: ({ port, proxyPort }) => {
+      faults = new Faults(port, proxyPort);
+      return { listenAddress: "127.0.0.1", listenDatagram: faults.listen };
+    },
+  });
+  return {
+    ...d,
+    faults,
+    /** Sends a DISCOVER for MAC number `n`; the OFFER or undefined after `ms`. */
+    discover: (n: number, ms = 2000) =>
+      d.ask(request(MessageType.DISCOVER, macOf(n), { arch: 7, vendorClass: "PXEClient:Arch:00007" }), ms),
+  };
 }
 
 Deno.test({
@@ -174,8 +45,8 @@ Deno.test({
   async fn() {
     const logs = await captureLogs();
     const file = new Uint8Array(5000).map((_, i) => i & 255);
-    const tftp = await serveTree({ "f.bin": file });
-    const d = await startDhcp();
+    const tftp = await serveTftpTree({ "f.bin": file });
+    const d = await startFaultyDhcp();
     try {
       assert.equal((await d.discover(1))?.yiaddr, "127.0.0.100");
       d.faults.failReceives = Infinity;
@@ -212,7 +83,7 @@ Deno.test({
   ...T,
   async fn() {
     const logs = await captureLogs();
-    const d = await startDhcp({ DHCP_MODE_PROXY: true });
+    const d = await startFaultyDhcp({ DHCP_MODE_PROXY: true });
     const pxe = { arch: 7, vendorClass: "PXEClient:Arch:00007" };
     /** A proxy OFFER on 67, then an ACK from 4011. */
     const boot = async (n: number) => {
@@ -255,7 +126,7 @@ Deno.test({
   ...T,
   async fn() {
     const logs = await captureLogs();
-    const d = await startDhcp();
+    const d = await startFaultyDhcp();
     try {
       const reply = createDhcpPacket({ mac: macOf(9), xid: 1, flags: 0 });
       reply.op = 2; // a BOOTREPLY: decodes, then dropped
@@ -286,7 +157,7 @@ Deno.test({
   ...T,
   async fn() {
     const logs = await captureLogs();
-    const d = await startDhcp();
+    const d = await startFaultyDhcp();
     try {
       d.faults.failSends = Infinity;
       for (let i = 0; i < 1000; i++) {

@@ -1,75 +1,24 @@
 /** Loopback integration: a real DhcpServer on 127.0.0.1 high ports, driven by a Deno UDP client. */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import type { PxeConfig } from "../../src/config.ts";
-import { BootEvents, type DhcpEvent } from "../../src/events.ts";
+import { BootEvents } from "../../src/events.ts";
 import { getString, messageType } from "../../src/dhcp/options.ts";
-import { createDhcpService, DhcpServer, type DhcpServerOptions } from "../../src/dhcp/server.ts";
-import { fixture, macOf, MessageType, Opt, refConfig, request, wire } from "./helpers.ts";
+import { createDhcpService, DhcpServer } from "../../src/dhcp/server.ts";
+import { fixture, macOf, MessageType, Opt, request, wire } from "./helpers.ts";
 import { decodeDhcp, encodeDhcp } from "../../src/dhcp/packet.ts";
-import { randomPort, UdpClient } from "./udp_client.ts";
+import { loopbackDhcpConfig, startDhcp, UdpClient } from "../helpers/servers.ts";
 import { DEFAULTS } from "../../src/config.ts";
 
 const SERVER = "127.0.0.1";
 
+/** The loopback config of these tests: pool 127.0.0.100-150, a DNS server to hand out. */
 function loopConfig(over: Partial<PxeConfig> = {}): PxeConfig {
-  return refConfig({
-    DHCP_SERVER_IP: SERVER,
-    DHCP_FILESERVER: SERVER,
-    DHCP_ROUTER: SERVER,
-    DHCP_OFFER_BEGIN: "127.0.0.100",
-    DHCP_OFFER_END: "127.0.0.150",
-    DHCP_BROADCAST: "127.0.0.255",
-    DHCP_DNS: "127.0.0.53",
-    ...over,
-  });
+  return loopbackDhcpConfig({ DHCP_DNS: "127.0.0.53", ...over });
 }
 
 /** Starts a server and a client (bound 0.0.0.0 so unicast replies to pool addresses arrive). */
-async function setup(over: Partial<PxeConfig> = {}, opts: Partial<DhcpServerOptions> = {}) {
-  const client = new UdpClient({ hostname: "0.0.0.0" });
-  const events: DhcpEvent[] = [];
-  const bus = new BootEvents();
-  bus.subscribe((e) => e.kind === "dhcp" && events.push(e));
-  let server: DhcpServer | undefined;
-  let port = 0;
-  let proxyPort = 0;
-  for (let attempt = 0; attempt < 5 && !server; attempt++) {
-    port = randomPort();
-    proxyPort = randomPort();
-    const s = new DhcpServer({
-      config: loopConfig({ DHCP_SERVER_PORT: port, ...over }),
-      events: bus,
-      clientPort: client.port,
-      proxyPort,
-      broadcastAddress: SERVER,
-      ...opts,
-    });
-    try {
-      await s.start();
-      server = s;
-    } catch (err) {
-      if (attempt === 4) {
-        await client.close();
-        throw err;
-      }
-    }
-  }
-  return {
-    server: server!,
-    client,
-    events,
-    port,
-    proxyPort,
-    /** Sends a request and waits for the reply with its xid. */
-    async ask(pkt: ReturnType<typeof request>, ms = 1000, to = port) {
-      await client.send(encodeDhcp(pkt), to);
-      return await client.reply(pkt.xid, ms);
-    },
-    async close() {
-      await server!.stop();
-      await client.close();
-    },
-  };
+function setup(over: Partial<PxeConfig> = {}) {
+  return startDhcp({ DHCP_DNS: "127.0.0.53", ...over }, { clientHost: "0.0.0.0" });
 }
 
 const SANITIZE = { sanitizeResources: true, sanitizeOps: true };

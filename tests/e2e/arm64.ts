@@ -1,7 +1,7 @@
 /**
  * ARM64 end-to-end helpers: fetches Debian's arm64 boot chain (signed network GRUB, kernel, static
  * busybox) as .debs without installing them and builds the marker payload from them (the VM itself is
- * the harness's `bootVm` with firmware `arm64`).
+ * `bootVm` of tests/helpers/qemu.ts with firmware `arm64`).
  *
  * The .debs are fetched with `apt-get download PKG:arm64` (after `dpkg --add-architecture arm64` and
  * `apt-get update` when arm64 is not configured yet) into a cache directory, default
@@ -10,9 +10,10 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { AAVMF_CODE, AAVMF_VARS, envOr, sh, type ShResult } from "./harness.ts";
+import { AAVMF_CODE, AAVMF_VARS, envOr } from "../helpers/qemu.ts";
+import { run, type RunResult } from "../helpers/run.ts";
 
-/** Tools the ARM64 tier needs on PATH, besides what the harness needs. */
+/** Tools the ARM64 tier needs on PATH (for netnsAvailable, tests/helpers/netns.ts). */
 export const ARM64_TOOLS = ["qemu-system-aarch64", "ip", "cpio", "dpkg", "dpkg-deb", "apt-get", "apt-cache"];
 
 /** The unpacked arm64 files, inside the cache. */
@@ -62,37 +63,32 @@ function exists(path: string): boolean {
 }
 
 /** One line of a failed command, for a reason string. */
-function failure(what: string, r: ShResult): string {
+function failure(what: string, r: RunResult): string {
   const text = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-2).join(" / ");
   return `${what} exited ${r.code}${text ? `: ${text}` : ""}`;
 }
 
-/** Runs a command without throwing (a hung command is killed after `timeoutMs`). */
-function run(cmd: string[], timeoutMs: number): Promise<ShResult> {
-  return sh(cmd, { timeoutMs, check: false });
-}
-
 /** The real package behind the `linux-image-arm64` metapackage, e.g. `linux-image-6.1.0-56-arm64`. */
 async function kernelPackage(): Promise<string | null> {
-  const r = await run(["apt-cache", "depends", "linux-image-arm64:arm64"], 60_000);
+  const r = await run(["apt-cache", "depends", "linux-image-arm64:arm64"], { timeoutMs: 60_000 });
   const m = /Depends: (linux-image-[0-9][^\s:]*-arm64)(?::arm64)?/.exec(r.stdout);
   return r.code === 0 && m ? m[1] : null;
 }
 
 /** Makes sure apt knows arm64 packages: adds the architecture and updates the lists when needed. */
 async function ensureArm64Apt(): Promise<string | null> {
-  const foreign = await run(["dpkg", "--print-foreign-architectures"], 30_000);
+  const foreign = await run(["dpkg", "--print-foreign-architectures"], { timeoutMs: 30_000 });
   if (foreign.code !== 0) return failure("dpkg --print-foreign-architectures", foreign);
   let update = false;
   if (!foreign.stdout.split(/\s+/).includes("arm64")) {
-    const add = await run(["dpkg", "--add-architecture", "arm64"], 30_000);
+    const add = await run(["dpkg", "--add-architecture", "arm64"], { timeoutMs: 30_000 });
     if (add.code !== 0) return failure("dpkg --add-architecture arm64", add);
     update = true;
   } else if ((await kernelPackage()) === null) {
     update = true; // arm64 configured, but its package lists were never fetched
   }
   if (update) {
-    const r = await run(["apt-get", "update", "-q"], APT_TIMEOUT_MS);
+    const r = await run(["apt-get", "update", "-q"], { timeoutMs: APT_TIMEOUT_MS });
     if (r.code !== 0) return failure("apt-get update", r);
   }
   return null;
@@ -108,11 +104,11 @@ async function download(dir: string, pkgs: string[]): Promise<string | null> {
       pkgs.map((p) => `${p}:arm64`).join(" ")
     }`,
   ];
-  let r = await run(cmd, APT_TIMEOUT_MS);
+  let r = await run(cmd, { timeoutMs: APT_TIMEOUT_MS });
   if (r.code === 0) return null;
-  const up = await run(["apt-get", "update", "-q"], APT_TIMEOUT_MS);
+  const up = await run(["apt-get", "update", "-q"], { timeoutMs: APT_TIMEOUT_MS });
   if (up.code !== 0) return failure("apt-get update", up);
-  r = await run(cmd, APT_TIMEOUT_MS);
+  r = await run(cmd, { timeoutMs: APT_TIMEOUT_MS });
   return r.code === 0 ? null : failure(`apt-get download ${pkgs.join(" ")}`, r);
 }
 
@@ -159,9 +155,9 @@ export async function fetchArm64Files(cache = arm64CacheDir()): Promise<Arm64Fet
       for await (const entry of Deno.readDir(debs)) {
         if (!entry.name.endsWith(".deb")) continue;
         const deb = join(debs, entry.name);
-        const x = await run(["dpkg-deb", "-x", deb, staging], 120_000);
+        const x = await run(["dpkg-deb", "-x", deb, staging], { timeoutMs: 120_000 });
         if (x.code !== 0) return { files: null, reason: failure(`dpkg-deb -x ${entry.name}`, x) };
-        const v = await run(["dpkg-deb", "-f", deb, "Package", "Version"], 30_000);
+        const v = await run(["dpkg-deb", "-f", deb, "Package", "Version"], { timeoutMs: 30_000 });
         packages.push(v.stdout.trim().split("\n").map((l) => l.replace(/^\w+: /, "")).join("="));
       }
       const kernels: string[] = [];
@@ -236,7 +232,7 @@ export async function buildArm64Payload(
     f.close();
   }
   if (head[0] === 0x1f && head[1] === 0x8b) {
-    await sh(["sh", "-c", `gzip -dc '${files.kernel}' > '${kernel}'`], { timeoutMs: 60_000 });
+    await run(["sh", "-c", `gzip -dc '${files.kernel}' > '${kernel}'`], { timeoutMs: 60_000, check: true });
   } else {
     await Deno.copyFile(files.kernel, kernel);
   }
@@ -263,8 +259,9 @@ export async function buildArm64Payload(
     );
     await Deno.chmod(join(root, "init"), 0o755);
     const initrd = join(dir, "initrd-arm64.img");
-    await sh(["sh", "-c", `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], {
+    await run(["sh", "-c", `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], {
       timeoutMs: 60_000,
+      check: true,
     });
     return { kernel, initrd, marker };
   } finally {

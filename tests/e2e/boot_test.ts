@@ -14,26 +14,17 @@ import {
   buildArm64Payload,
   fetchArm64Files,
 } from "./arm64.ts";
-import { startPypxe } from "../helpers/pypxe.ts";
+import { netnsAvailable, Segment } from "../helpers/netns.ts";
+import { bootVm, buildIso, buildPayload, envOr, type Firmware, SECBOOT_CODE } from "../helpers/qemu.ts";
+import { type Daemon, plainDhcpServer, startDaemon, startPypxe } from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
-import {
-  bootVm,
-  buildIso,
-  buildPayload,
-  e2eUnavailable,
-  envOr,
-  type Firmware,
-  plainDhcpServer,
-  SECBOOT_CODE,
-  Segment,
-} from "./harness.ts";
 
-const unavailable = await e2eUnavailable();
+const unavailable = netnsAvailable(["qemu-system-x86_64", "cpio"]);
 const LOGS = envOr("PYPXE_E2E_LOGS", "/tmp/pypxe-e2e-logs");
 
 // the ARM64 scenario's Debian arm64 packages (fetched once into a cache, see arm64.ts)
 const arm64 = unavailable !== null ? { files: null, reason: unavailable } : await (async () => {
-  const problem = (await e2eUnavailable(ARM64_TOOLS)) ?? (await arm64FirmwareUnavailable());
+  const problem = netnsAvailable(ARM64_TOOLS) ?? (await arm64FirmwareUnavailable());
   return problem !== null ? { files: null, reason: problem } : await fetchArm64Files();
 })();
 
@@ -91,7 +82,7 @@ async function runScenario(s: Scenario): Promise<void> {
   const marker = `PYPXE-E2E-${crypto.randomUUID().slice(0, 8)}`;
   const seg = await Segment.create(s.tag);
   const httpPort = 8080;
-  let pcap: Deno.ChildProcess | undefined;
+  let pcap: Daemon | undefined;
   let teardown: (() => Promise<void>) | undefined;
   let pypxe: Awaited<ReturnType<typeof startPypxe>> | undefined;
   try {
@@ -101,21 +92,9 @@ async function runScenario(s: Scenario): Promise<void> {
       await Deno.mkdir(join(overlay, name, ".."), { recursive: true });
       await Deno.writeTextFile(join(overlay, name), text);
     }
-    pcap = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        seg.serverNs,
-        "tcpdump",
-        "-q",
-        "-i",
-        seg.serverIf,
-        "-w",
-        join(logDir, "segment.pcap"),
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    pcap = await startDaemon(["tcpdump", "-q", "-i", seg.serverIf, "-w", join(logDir, "segment.pcap")], {
+      netns: seg.serverNs,
+    });
     teardown = await s.setup?.(seg);
     pypxe = await startPypxe(
       ["--interface", seg.serverIf, "--netboot-dir", overlay, "--verbose", "all", ...s.args(seg, httpPort)],
@@ -156,14 +135,7 @@ async function runScenario(s: Scenario): Promise<void> {
       await Deno.writeTextFile(join(logDir, "pypxe.log"), pypxe.lines.join("\n") + `\nexit ${code}\n`);
     }
     await teardown?.();
-    if (pcap) {
-      try {
-        pcap.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await pcap.status;
-    }
+    await pcap?.stop();
     await seg.destroy();
     await Deno.remove(overlay, { recursive: true });
   }
@@ -341,7 +313,7 @@ for (const scenario of scenarios) {
     : null;
   Deno.test(requires([unavailable, files, scenario.unavailable], {
     name: `e2e: ${scenario.name}`,
-    sanitizeResources: false, // subprocess pipes of QEMU/tcpdump are drained by the harness
+    sanitizeResources: false, // subprocess pipes of QEMU/tcpdump are drained by tests/helpers
     sanitizeOps: false,
     fn: () => runScenario(scenario),
   }));

@@ -1,6 +1,7 @@
 /** The HTTP connection layer under attack: caps, header/idle timeouts, listener failures. */
 import { equal, match, ok } from "node:assert/strict";
-import { curl, SANITIZE, sha256, startFixture } from "./helpers.ts";
+import { curl, SANITIZE, sha256 } from "./helpers.ts";
+import { serveHttpTree } from "../helpers/servers.ts";
 import { pseudoRandom } from "./helpers.ts";
 
 const BODY = pseudoRandom(100_000, 7);
@@ -47,7 +48,7 @@ function closeAll(conns: Deno.Conn[]): void {
 Deno.test(
   { name: "http connections: at the cap the oldest half-open connection makes room", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "file.bin": BODY }, {}, { maxConnections: 20 });
+    const fx = await serveHttpTree({ "file.bin": BODY }, {}, { maxConnections: 20 });
     let conns: Deno.TcpConn[] = [];
     try {
       conns = await halfOpen(fx.port, 200);
@@ -70,7 +71,7 @@ Deno.test(
 Deno.test(
   { name: "http connections: a half-sent head is closed after the header timeout", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "file.bin": BODY }, {}, { headerTimeoutMs: 300 });
+    const fx = await serveHttpTree({ "file.bin": BODY }, {}, { headerTimeoutMs: 300 });
     let conns: Deno.TcpConn[] = [];
     try {
       conns = await halfOpen(fx.port, 5);
@@ -105,7 +106,7 @@ Deno.test({
   name: "http connections: an idle keep-alive connection is closed after the idle timeout",
   ...SANITIZE,
 }, async () => {
-  const fx = await startFixture({ "small.txt": "hello" }, {}, { idleTimeoutMs: 300, headerTimeoutMs: 5000 });
+  const fx = await serveHttpTree({ "small.txt": "hello" }, {}, { idleTimeoutMs: 300, headerTimeoutMs: 5000 });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: fx.port });
   try {
     await conn.write(new TextEncoder().encode("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -152,7 +153,7 @@ Deno.test({
       },
     }) as Deno.Listener;
   };
-  const fx = await startFixture({ "file.bin": BODY }, {}, { listen });
+  const fx = await serveHttpTree({ "file.bin": BODY }, {}, { listen });
   try {
     // the first connect lands in the failed listener's backlog or is refused while it rebinds: retry
     let r = await curl([
@@ -180,7 +181,7 @@ Deno.test({
 Deno.test(
   { name: "http connections: pipelined requests, HTTP/1.0, HEAD and chunked streams", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "a.txt": "AAA", "b.txt": "BB" }, {}, {
+    const fx = await serveHttpTree({ "a.txt": "AAA", "b.txt": "BB" }, {}, {
       routes: (_req, path) =>
         path === "/stream"
           ? new Response(

@@ -1,7 +1,8 @@
-/** Shared helpers of the HTTP tests: temp netboot trees, a started server, curl, raw TCP, sha256. */
-import { type BootEvent, BootEvents } from "../../src/events.ts";
-import { HttpServer, type HttpServerOptions } from "../../src/http/server.ts";
-import { NetbootFs } from "../../src/netboot/fs.ts";
+/**
+ * Shared helpers of the HTTP tests: curl, raw TCP, sha256, seeded bytes. The server over a temp tree is
+ * `serveHttpTree` (tests/helpers/servers.ts).
+ */
+import { run } from "../helpers/run.ts";
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
 export function pseudoRandom(size: number, seed = 1): Uint8Array<ArrayBuffer> {
@@ -18,58 +19,6 @@ export function pseudoRandom(size: number, seed = 1): Uint8Array<ArrayBuffer> {
 
 export { sha256 } from "../helpers/hash.ts";
 
-/** A running server on 127.0.0.1 over a temp tree, with the files it was given. */
-export interface Fixture {
-  server: HttpServer;
-  port: number;
-  base: string;
-  overlay: string;
-  embedded: string;
-  events: BootEvent[];
-  /** Stops the server and removes the temp dirs. */
-  close(): Promise<void>;
-}
-
-/** Creates overlay/embedded temp trees with `files` (path -> bytes or text) and starts a server. */
-export async function startFixture(
-  files: Record<string, Uint8Array<ArrayBuffer> | string>,
-  embeddedFiles: Record<string, Uint8Array<ArrayBuffer> | string> = {},
-  opts: Partial<HttpServerOptions> = {},
-): Promise<Fixture> {
-  const overlay = await Deno.makeTempDir({ prefix: "pypxe-http-overlay-" });
-  const embedded = await Deno.makeTempDir({ prefix: "pypxe-http-embedded-" });
-  const write = async (root: string, tree: Record<string, Uint8Array<ArrayBuffer> | string>) => {
-    for (const [name, content] of Object.entries(tree)) {
-      const path = `${root}/${name}`;
-      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-      if (typeof content === "string") await Deno.writeTextFile(path, content);
-      else await Deno.writeFile(path, content);
-    }
-  };
-  await write(overlay, files);
-  await write(embedded, embeddedFiles);
-  const netboot = await NetbootFs.open({ overlay, embedded });
-  const bootEvents = new BootEvents();
-  const events: BootEvent[] = [];
-  bootEvents.subscribe((e) => events.push(e));
-  const server = new HttpServer({ host: "127.0.0.1", port: 0, netboot, events: bootEvents, ...opts });
-  await server.start();
-  const port = server.port;
-  return {
-    server,
-    port,
-    base: `http://127.0.0.1:${port}`,
-    overlay,
-    embedded,
-    events,
-    async close() {
-      await server.stop();
-      await Deno.remove(overlay, { recursive: true });
-      await Deno.remove(embedded, { recursive: true });
-    },
-  };
-}
-
 /** The result of one curl run. */
 export interface CurlResult {
   code: number;
@@ -85,23 +34,20 @@ export interface CurlResult {
 export async function curl(args: string[], writeOut = ""): Promise<CurlResult> {
   const dir = await Deno.makeTempDir({ prefix: "pypxe-curl-" });
   try {
-    const out = await new Deno.Command("curl", {
-      args: [
-        "-sS",
-        "--max-time",
-        "30",
-        "-o",
-        `${dir}/body`,
-        "-D",
-        `${dir}/headers`,
-        "-w",
-        `%{http_code}${writeOut}`,
-        ...args,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
+    const out = await run([
+      "curl",
+      "-sS",
+      "--max-time",
+      "30",
+      "-o",
+      `${dir}/body`,
+      "-D",
+      `${dir}/headers`,
+      "-w",
+      `%{http_code}${writeOut}`,
+      ...args,
+    ]);
+    const text = out.stdout;
     let body = new Uint8Array(0);
     try {
       body = await Deno.readFile(`${dir}/body`);
@@ -119,7 +65,7 @@ export async function curl(args: string[], writeOut = ""): Promise<CurlResult> {
       status: Number(text.slice(0, 3)),
       headers: parseHeaders(lastResponseHead(rawHeaders)),
       body,
-      stderr: new TextDecoder().decode(out.stderr),
+      stderr: out.stderr,
       extra: text.slice(3),
     };
   } finally {

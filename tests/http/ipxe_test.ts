@@ -2,7 +2,8 @@
 import { equal, match, ok, throws } from "node:assert/strict";
 import { ipxeMenu, type IpxeMenuOptions } from "../../src/netboot/ipxe.ts";
 import { MenuFileError, parseMenuFile } from "../../src/netboot/menu.ts";
-import { curl, SANITIZE, startFixture } from "./helpers.ts";
+import { curl, SANITIZE } from "./helpers.ts";
+import { serveHttpTree } from "../helpers/servers.ts";
 import { checkIpxeScript } from "./ipxe_syntax.ts";
 
 const MENU_JSON = JSON.stringify({
@@ -145,7 +146,7 @@ Deno.test("ipxe: menu.json errors name the field", () => {
 Deno.test(
   { name: "ipxe: /boot.http.ipxe names the server as the client reaches it, ISOs at any depth", ...SANITIZE },
   async () => {
-    const fx = await startFixture({
+    const fx = await serveHttpTree({
       "menu.json": MENU_JSON,
       "isos/deep/er/rescue.iso": new Uint8Array(4096),
       "top.iso": new Uint8Array(10),
@@ -186,7 +187,7 @@ Deno.test(
   { name: "ipxe: a user boot.http.ipxe in the overlay replaces the generated one", ...SANITIZE },
   async () => {
     const user = "#!ipxe\necho user script\n";
-    const fx = await startFixture({ "boot.http.ipxe": user, "menu.json": "{ broken" });
+    const fx = await serveHttpTree({ "boot.http.ipxe": user, "menu.json": "{ broken" });
     try {
       const r = await curl([`${fx.base}/boot.http.ipxe`]);
       equal(new TextDecoder().decode(r.body), user);

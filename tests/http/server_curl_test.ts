@@ -1,15 +1,17 @@
 /** The HTTP file server driven by real curl: full/HEAD/ranges/conditional/traversal/parallel ranges. */
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
-import { configure, reset } from "@logtape/logtape";
 import { HttpServer } from "../../src/http/server.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
-import { curl, pseudoRandom, SANITIZE, sha256, startFixture } from "./helpers.ts";
+import { curl, pseudoRandom, SANITIZE, sha256 } from "./helpers.ts";
+import { captureLogs } from "../helpers/logs.ts";
+import { run } from "../helpers/run.ts";
+import { serveHttpTree } from "../helpers/servers.ts";
 
 const SMALL = pseudoRandom(300 * 1024, 7); // cached in memory
 const BIG = pseudoRandom(5 * 1024 * 1024 + 123, 9); // streamed
 
 Deno.test({ name: "http: full GET and HEAD, cached and streamed files", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "ipxe.efi": SMALL, "big.bin": BIG, "empty.txt": "" });
+  const fx = await serveHttpTree({ "ipxe.efi": SMALL, "big.bin": BIG, "empty.txt": "" });
   try {
     for (
       const [name, bytes, type] of [
@@ -52,7 +54,7 @@ Deno.test({ name: "http: full GET and HEAD, cached and streamed files", ...SANIT
 Deno.test(
   { name: "http: ranges (single, open, suffix, past end, several, If-Range)", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "ipxe.efi": SMALL, "big.bin": BIG });
+    const fx = await serveHttpTree({ "ipxe.efi": SMALL, "big.bin": BIG });
     try {
       for (const [name, bytes] of [["ipxe.efi", SMALL], ["big.bin", BIG]] as const) {
         const size = bytes.length;
@@ -97,7 +99,7 @@ Deno.test(
 
 Deno.test({ name: "http: 50 parallel range requests reassemble to the file", ...SANITIZE }, async () => {
   const data = pseudoRandom(12 * 1024 * 1024 + 77, 3);
-  const fx = await startFixture({ "disk.iso": data });
+  const fx = await serveHttpTree({ "disk.iso": data });
   try {
     const parts = 50;
     const step = Math.ceil(data.length / parts);
@@ -124,7 +126,7 @@ Deno.test({ name: "http: 50 parallel range requests reassemble to the file", ...
 });
 
 Deno.test({ name: "http: traversal, odd paths, errors and methods", ...SANITIZE }, async () => {
-  const fx = await startFixture({
+  const fx = await serveHttpTree({
     "ipxe.efi": SMALL,
     "with space.cfg": "hello",
     "sub/Menu.TXT": "case",
@@ -181,7 +183,7 @@ Deno.test({ name: "http: traversal, odd paths, errors and methods", ...SANITIZE 
 });
 
 Deno.test({ name: "http: conditional requests answer 304", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "ipxe.efi": SMALL, "big.bin": BIG });
+  const fx = await serveHttpTree({ "ipxe.efi": SMALL, "big.bin": BIG });
   try {
     const old = new Date(Date.now() - 3_600_000);
     await Deno.utime(`${fx.overlay}/ipxe.efi`, old, old);
@@ -221,26 +223,24 @@ Deno.test({ name: "http: conditional requests answer 304", ...SANITIZE }, async 
 });
 
 Deno.test({ name: "http: keep-alive reuses one connection", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "ipxe.efi": SMALL, "big.bin": BIG });
+  const fx = await serveHttpTree({ "ipxe.efi": SMALL, "big.bin": BIG });
   try {
-    const out = await new Deno.Command("curl", {
-      args: [
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-o",
-        "/dev/null",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{num_connects}\n",
-        `${fx.base}/ipxe.efi`,
-        `${fx.base}/big.bin`,
-        `${fx.base}/missing`,
-      ],
-      stdout: "piped",
-    }).output();
-    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    const out = await run([
+      "curl",
+      "-sS",
+      "-o",
+      "/dev/null",
+      "-o",
+      "/dev/null",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code} %{num_connects}\n",
+      `${fx.base}/ipxe.efi`,
+      `${fx.base}/big.bin`,
+      `${fx.base}/missing`,
+    ]);
+    const lines = out.stdout.trim().split("\n");
     deepStrictEqual(lines, ["200 1", "200 0", "404 0"]);
   } finally {
     await fx.close();
@@ -248,7 +248,7 @@ Deno.test({ name: "http: keep-alive reuses one connection", ...SANITIZE }, async
 });
 
 Deno.test({ name: "http: small-file cache notices changed files", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "boot.cfg": "one" }, {}, { revalidateMs: 0 });
+  const fx = await serveHttpTree({ "boot.cfg": "one" }, {}, { revalidateMs: 0 });
   try {
     equal(new TextDecoder().decode((await curl([`${fx.base}/boot.cfg`])).body), "one");
     await Deno.writeTextFile(`${fx.overlay}/boot.cfg`, "second");
@@ -261,7 +261,7 @@ Deno.test({ name: "http: small-file cache notices changed files", ...SANITIZE },
 });
 
 Deno.test({ name: "http: files over 4 GiB (sparse) serve exact ranges", ...SANITIZE }, async () => {
-  const fx = await startFixture({});
+  const fx = await serveHttpTree({});
   const path = `${fx.overlay}/huge.iso`;
   try {
     const size = 5 * 1024 ** 3 + 17;
@@ -290,7 +290,7 @@ Deno.test({ name: "http: files over 4 GiB (sparse) serve exact ranges", ...SANIT
 });
 
 Deno.test({ name: "http: start() on a busy port rejects with one clear line", ...SANITIZE }, async () => {
-  const fx = await startFixture({});
+  const fx = await serveHttpTree({});
   try {
     const netboot = await NetbootFs.open({ overlay: fx.overlay, embedded: fx.embedded });
     const second = new HttpServer({ host: "127.0.0.1", port: fx.port, netboot });
@@ -305,27 +305,21 @@ Deno.test({ name: "http: start() on a busy port rejects with one clear line", ..
 });
 
 Deno.test({ name: "http: one INFO line per request when logging is configured", ...SANITIZE }, async () => {
-  const lines: string[] = [];
-  await configure({
-    sinks: { capture: (record) => lines.push(record.message.map(String).join("")) },
-    loggers: [
-      { category: ["pypxe"], sinks: ["capture"], lowestLevel: "info" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  const fx = await startFixture({ "ipxe.efi": SMALL, "big.bin": BIG });
+  const logs = await captureLogs("info");
+  const fx = await serveHttpTree({ "ipxe.efi": SMALL, "big.bin": BIG });
   try {
     await curl([`${fx.base}/ipxe.efi`]);
     await curl([`${fx.base}/ipxe.efi`]); // the in-memory fast path logs too
     await curl([`${fx.base}/big.bin`]);
     await curl(["-g", `${fx.base}/{weird}`]);
-    for (let i = 0; i < 100 && lines.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && logs.records.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    const lines = logs.records.map((r) => r.text);
     match(lines[0], /^127\.0\.0\.1:\d+ \/ipxe\.efi 200 307200 \d+\.\d{3}s$/);
     match(lines[1], /^127\.0\.0\.1:\d+ \/ipxe\.efi 200 307200 /);
     match(lines[2], new RegExp(`^127\\.0\\.0\\.1:\\d+ /big\\.bin 200 ${BIG.length} `));
     match(lines[3], /^127\.0\.0\.1:\d+ \/\{weird\} 404 0 /);
   } finally {
     await fx.close();
-    await reset();
+    await logs.stop();
   }
 });

@@ -1,7 +1,8 @@
 /** The HTTP server under a raw TCP client: captured firmware requests, malformed and split requests,
  * slowloris-style idle connections, clients that stop reading or vanish, and stop() under load. */
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
-import { curl, parseHeaders, pseudoRandom, rawRequest, SANITIZE, sha256, startFixture } from "./helpers.ts";
+import { curl, parseHeaders, pseudoRandom, rawRequest, SANITIZE, sha256 } from "./helpers.ts";
+import { serveHttpTree } from "../helpers/servers.ts";
 import { checkIpxeScript } from "./ipxe_syntax.ts";
 import { fixturesDir } from "../helpers/fixtures.ts";
 
@@ -54,7 +55,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
 }
 
 Deno.test({ name: "http raw: captured firmware requests, byte-exact", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "ipxe.efi": EFI });
+  const fx = await serveHttpTree({ "ipxe.efi": EFI });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: fx.port });
   try {
     // iPXE (BIOS ROM) asks for boot.ipxe with keep-alive: the generated menu, on the same connection
@@ -91,7 +92,7 @@ Deno.test({ name: "http raw: captured firmware requests, byte-exact", ...SANITIZ
 Deno.test(
   { name: "http raw: malformed, split, pipelined and absolute-form requests", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "ipxe.efi": EFI });
+    const fx = await serveHttpTree({ "ipxe.efi": EFI });
     try {
       for (
         const bad of [
@@ -142,7 +143,7 @@ Deno.test(
 );
 
 Deno.test({ name: "http raw: slowloris connections never block other clients", ...SANITIZE }, async () => {
-  const fx = await startFixture({ "ipxe.efi": EFI, "big.bin": BIG });
+  const fx = await serveHttpTree({ "ipxe.efi": EFI, "big.bin": BIG });
   const idle: Deno.Conn[] = [];
   try {
     for (let i = 0; i < 20; i++) {
@@ -174,7 +175,7 @@ Deno.test({ name: "http raw: slowloris connections never block other clients", .
 Deno.test(
   { name: "http raw: a client that stops reading is cut off; others go on", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "big.bin": BIG, "ipxe.efi": EFI }, {}, { stallTimeoutMs: 400 });
+    const fx = await serveHttpTree({ "big.bin": BIG, "ipxe.efi": EFI }, {}, { stallTimeoutMs: 400 });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: fx.port });
     try {
       await writeAll(conn, new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -197,7 +198,7 @@ Deno.test(
 Deno.test(
   { name: "http raw: a client that disconnects mid-download releases the file", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "big.bin": BIG });
+    const fx = await serveHttpTree({ "big.bin": BIG });
     try {
       const r = await rawRequest(fx.port, ["GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"], {
         maxBytes: 100_000,
@@ -216,7 +217,7 @@ Deno.test(
 Deno.test(
   { name: "http raw: stop() cuts a stalled download after the grace period", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "big.bin": BIG }, {}, { stallTimeoutMs: 0, stopGraceMs: 200 });
+    const fx = await serveHttpTree({ "big.bin": BIG }, {}, { stallTimeoutMs: 0, stopGraceMs: 200 });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: fx.port });
     try {
       await writeAll(conn, new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -237,7 +238,7 @@ Deno.test(
 Deno.test(
   { name: "http raw: stop() also closes a socket whose stalled stream already ended", ...SANITIZE },
   async () => {
-    const fx = await startFixture({ "big.bin": BIG }, {}, { stallTimeoutMs: 200, stopGraceMs: 200 });
+    const fx = await serveHttpTree({ "big.bin": BIG }, {}, { stallTimeoutMs: 200, stopGraceMs: 200 });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: fx.port });
     try {
       await writeAll(conn, new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));

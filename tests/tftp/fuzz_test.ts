@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { encodePacket } from "../../src/tftp/packet.ts";
-import { prng, readFixture, run, serveTree, sha256File, waitFor, writeRandomFile } from "./helpers.ts";
+import { readFixture, sha256File, waitFor } from "./helpers.ts";
+import { prng, writeRandomFile } from "../helpers/random.ts";
+import { run } from "../helpers/run.ts";
+import { serveTftpTree } from "../helpers/servers.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
 const FIXTURES = [
@@ -59,7 +62,7 @@ Deno.test(requires(missingTools("curl"), {
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    const t = await serveTree({ "small.txt": "hello\n" }, { defaultTimeoutMs: 100, maxRetries: 2 });
+    const t = await serveTftpTree({ "small.txt": "hello\n" }, { defaultTimeoutMs: 100, maxRetries: 2 });
     const attacker = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     const victim = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     try {

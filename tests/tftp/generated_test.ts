@@ -5,12 +5,14 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { configure, reset } from "@logtape/logtape";
 import { parseMenuFile } from "../../src/netboot/menu.ts";
 import { grubConfig } from "../../src/netboot/grub.ts";
-import { curl, SANITIZE, startFixture } from "../http/helpers.ts";
+import { curl, SANITIZE } from "../http/helpers.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import { run, serveTree, waitFor } from "./helpers.ts";
+import { waitFor } from "./helpers.ts";
+import { captureLogs } from "../helpers/logs.ts";
+import { run } from "../helpers/run.ts";
+import { serveHttpTree, serveTftpTree } from "../helpers/servers.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
 const MENU = JSON.stringify({
@@ -62,7 +64,7 @@ Deno.test(requires(missingTools("curl"), {
     "tftp generated: curl fetches grub/grub.cfg (and /GRUB/grub.cfg) = grubConfig(menu.json) at every blksize",
   ...T,
   async fn() {
-    const t = await serveTree({ "menu.json": MENU, "debian/linux": "kernel" });
+    const t = await serveTftpTree({ "menu.json": MENU, "debian/linux": "kernel" });
     try {
       const want = expected(MENU);
       assert.match(want, /--id 'deb'/);
@@ -103,7 +105,7 @@ Deno.test(requires(missingTools("tftp"), {
   name: "tftp generated: tftp-hpa gets grub/grub.cfg in binary and in netascii (converted back to LF)",
   ...T,
   async fn() {
-    const t = await serveTree({ "menu.json": MENU });
+    const t = await serveTftpTree({ "menu.json": MENU });
     try {
       const want = expected(MENU);
       for (const mode of ["binary", "ascii"]) {
@@ -129,7 +131,7 @@ Deno.test(requires(missingTools("atftp"), {
   name: "tftp generated: atftp gets grub/grub.cfg with tsize and blksize, and in netascii",
   ...T,
   async fn() {
-    const t = await serveTree({ "menu.json": MENU });
+    const t = await serveTftpTree({ "menu.json": MENU });
     try {
       const want = expected(MENU);
       const out = `${t.dir}/atftp`;
@@ -152,26 +154,11 @@ Deno.test(requires(missingTools("atftp"), {
 
       // atftp's netascii mode is set in its command interpreter
       const ascii = `${t.dir}/atftp-ascii`;
-      const child = new Deno.Command("atftp", {
-        args: ["127.0.0.1", String(t.port)],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* already gone */ }
-      }, 30_000);
-      try {
-        const writer = child.stdin.getWriter();
-        await writer.write(new TextEncoder().encode(`mode netascii\nget grub/grub.cfg ${ascii}\nquit\n`));
-        await writer.close();
-        const done = await child.output();
-        assert.equal(done.code, 0, dec.decode(done.stderr));
-      } finally {
-        clearTimeout(timer);
-      }
+      const done = await run(["atftp", "127.0.0.1", String(t.port)], {
+        stdin: `mode netascii\nget grub/grub.cfg ${ascii}\nquit\n`,
+        timeoutMs: 30_000,
+      });
+      assert.equal(done.code, 0, done.stderr);
       assert.equal(await Deno.readTextFile(ascii), want, "atftp netascii converts CRLF back");
       assert.ok(await waitFor(() => endBytes(t.events).length === 2));
       assert.deepEqual(endBytes(t.events), [wireLength(want, false), wireLength(want, true)]);
@@ -185,7 +172,7 @@ Deno.test({
   name: "tftp generated: netascii puts CRLF on the wire and tsize counts it; octet tsize is the byte length",
   ...T,
   async fn() {
-    const t = await serveTree({ "menu.json": MENU });
+    const t = await serveTftpTree({ "menu.json": MENU });
     try {
       const want = expected(MENU);
       const octet = await tftpGet({ port: t.port, file: "grub/grub.cfg", options: [["tsize", "0"]] });
@@ -216,7 +203,7 @@ Deno.test({
   name: "tftp generated: an edited menu.json is served at once; no menu.json -> default; a user's file wins",
   ...T,
   async fn() {
-    const t = await serveTree({ "menu.json": MENU });
+    const t = await serveTftpTree({ "menu.json": MENU });
     try {
       const get = async (file = "grub/grub.cfg") => {
         const r = await tftpGet({ port: t.port, file });
@@ -247,15 +234,9 @@ Deno.test({
     "tftp generated: GRUB's optional files stay 'File not found', logged at DEBUG (routine), others at INFO",
   ...T,
   async fn() {
-    const records: { level: string; text: string }[] = [];
-    await configure({
-      sinks: { capture: (r) => records.push({ level: r.level, text: r.message.map(String).join("") }) },
-      loggers: [
-        { category: ["pypxe"], sinks: ["capture"], lowestLevel: "debug" },
-        { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-      ],
-    });
-    const t = await serveTree({ "menu.json": MENU });
+    const logs = await captureLogs();
+    const records = logs.records;
+    const t = await serveTftpTree({ "menu.json": MENU });
     try {
       for (
         const file of [
@@ -284,7 +265,7 @@ Deno.test({
       assert.deepEqual(at("debian/vmlinuz-missing"), ["info"]);
     } finally {
       await t.close();
-      await reset();
+      await logs.stop();
     }
   },
 });
@@ -297,7 +278,7 @@ Deno.test(requires(missingTools("curl"), {
     "http generated: curl GET /grub/grub.cfg = grubConfig(menu.json), text/plain, validators from menu.json",
   ...SANITIZE,
   async fn() {
-    const fx = await startFixture({ "menu.json": MENU });
+    const fx = await serveHttpTree({ "menu.json": MENU });
     try {
       const want = new TextEncoder().encode(expected(MENU));
       const mtime = new Date(1_700_000_000_000);
@@ -329,7 +310,7 @@ Deno.test(requires(missingTools("curl"), {
   name: "http generated: If-None-Match with the returned ETag (and If-Modified-Since) -> 304",
   ...SANITIZE,
   async fn() {
-    const fx = await startFixture({ "menu.json": MENU });
+    const fx = await serveHttpTree({ "menu.json": MENU });
     try {
       const first = await curl([`${fx.base}/grub/grub.cfg`]);
       assert.equal(first.status, 200);
@@ -353,7 +334,7 @@ Deno.test(requires(missingTools("curl"), {
   name: "http generated: editing menu.json changes the served body and ETag; the old ETag then gets 200",
   ...SANITIZE,
   async fn() {
-    const fx = await startFixture({ "menu.json": MENU });
+    const fx = await serveHttpTree({ "menu.json": MENU });
     try {
       const path = `${fx.overlay}/menu.json`;
       const t1 = new Date(1_700_000_000_000);

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
-import { createNetnsPair, netnsUnavailable } from "./netns.ts";
-import { run, serveTree, sha256File, writeRandomFile } from "./helpers.ts";
-import { firstReason, missingTools, needsRoot, requires } from "../helpers/tools.ts";
+import { sha256File } from "./helpers.ts";
+import { createPair, netnsAvailable } from "../helpers/netns.ts";
+import { writeRandomFile } from "../helpers/random.ts";
+import { run } from "../helpers/run.ts";
+import { serveTftpTree, type ServiceProcess, spawnService } from "../helpers/servers.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 import { startLossyRelay } from "./lossy_relay.ts";
 
 /** Why the namespace loss test cannot run here (it needs root, ip netns, nft, curl and atftp), or null. */
-const missing = firstReason(
-  needsRoot(),
-  missingTools("ip", "nft", "curl", "atftp"),
-  needsRoot() === null && missingTools("ip", "nft") === null ? await netnsUnavailable() : null,
-);
+const missing = netnsAvailable(["nft", "curl", "atftp"]);
 
 /**
  * Runs one client. atftp 0.8 aborts with "unexpected OACK" when the server rightly retransmits an OACK
@@ -21,58 +20,22 @@ async function runClient(name: string, cmd: string[]) {
   return await run(cmd, { timeoutMs: 150_000 });
 }
 
-/** Starts serve_fixture.ts inside `ns`; resolves once it prints `ready`. */
-export async function startServerIn(
-  exec: string[],
-  host: string,
-  dir: string,
-): Promise<{ child: Deno.ChildProcess; stop: () => Promise<void> }> {
-  const script = new URL("./serve_fixture.ts", import.meta.url).pathname;
-  const child = new Deno.Command(exec[0], {
-    args: [...exec.slice(1), Deno.execPath(), "run", "--allow-all", script, host, "6969", dir],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  const deadline = Date.now() + 20_000;
-  while (!seen.includes("ready") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += value;
-  }
-  if (!seen.includes("ready")) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw new Error(`server did not start: ${seen}`);
-  }
-  return {
-    child,
-    async stop() {
-      await child.stdin.close();
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await child.status;
-      clearTimeout(timer);
-      await reader.cancel();
-    },
-  };
-}
-
 Deno.test(requires(missing, {
   name: "loss: curl and atftp complete and match through a 10% lossy link between namespaces",
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "pypxe-loss-" });
-    const pair = await createNetnsPair({ lossPercent: 10 });
-    let server: Awaited<ReturnType<typeof startServerIn>> | null = null;
+    const pair = await createPair({ tag: "loss", lossPercent: 10 });
+    let server: ServiceProcess | null = null;
     try {
       await writeRandomFile(`${dir}/f.bin`, 120_000, 21);
       await writeRandomFile(`${dir}/c.bin`, 24_000, 23);
       const want = await sha256File(`${dir}/f.bin`);
       const wantC = await sha256File(`${dir}/c.bin`);
-      server = await startServerIn(["ip", "netns", "exec", pair.server], pair.serverIp, dir);
+      server = await spawnService({ service: "tftp", host: pair.serverIp, port: 6969, dir }, {
+        netns: pair.server,
+      });
       const url = `tftp://${pair.serverIp}:6969/c.bin`;
       const clients: [string, string[]][] = [
         ["curl 1468", ["curl", "-sS", "--max-time", "120", "-o", `${dir}/o1`, "--tftp-blksize", "1468", url]],
@@ -128,7 +91,7 @@ Deno.test(requires(missingTools("curl", "atftp", "tftp"), {
   sanitizeResources: true,
   sanitizeOps: true,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     const relay = startLossyRelay({ serverPort: t.port, loss: 0.1, seed: 7 });
     try {
       await writeRandomFile(`${t.dir}/root/f.bin`, 120_000, 22);

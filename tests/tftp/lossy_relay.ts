@@ -4,7 +4,7 @@
  * transfer ID, so real clients (curl, atftp) can be driven through it unchanged.
  * @module
  */
-import { prng } from "./helpers.ts";
+import { prng } from "../helpers/random.ts";
 
 /** A running relay. */
 export interface LossyRelay {

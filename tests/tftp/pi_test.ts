@@ -1,7 +1,8 @@
 /** Raspberry Pi network boot on the TFTP side: per-board directories with a fallback to the root. */
 import assert from "node:assert/strict";
 import { piPrefixFallback } from "../../src/netboot/fs.ts";
-import { run, serveTree } from "./helpers.ts";
+import { run } from "../helpers/run.ts";
+import { serveTftpTree } from "../helpers/servers.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
 Deno.test("pi: serial and MAC prefixes are recognised, other paths are not", () => {
@@ -18,7 +19,7 @@ Deno.test(requires(missingTools("curl"), {
   sanitizeResources: true,
   sanitizeOps: true,
   fn: async () => {
-    const t = await serveTree({
+    const t = await serveTftpTree({
       "start4.elf": "root start4\n",
       "config.txt": "root config\n",
       "1234abcd/config.txt": "board 1234abcd config\n",

@@ -5,152 +5,31 @@
  * @module
  */
 import * as assert from "node:assert/strict";
-import { configure, reset } from "@logtape/logtape";
 import { DEFAULTS, type PxeConfig } from "../../src/config.ts";
 import { MessageType } from "../../src/dhcp/options.ts";
-import { encodeDhcp } from "../../src/dhcp/packet.ts";
-import { DhcpServer } from "../../src/dhcp/server.ts";
 import { BootEvents } from "../../src/events.ts";
 import { connectionCaps } from "../../src/limits.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
 import { encodePacket } from "../../src/tftp/packet.ts";
 import { createTftpService, type ListenDatagram, type TftpServer } from "../../src/tftp/server.ts";
-import { macOf, refConfig, request } from "../dhcp/helpers.ts";
-import { randomPort, UdpClient } from "../dhcp/udp_client.ts";
+import { macOf, request } from "../dhcp/helpers.ts";
+import { EMFILE, Faults } from "../helpers/faults.ts";
+import { captureLogs, summarised } from "../helpers/logs.ts";
+import { freeUdpPort, serveTftpTree, startDhcp } from "../helpers/servers.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import { freeUdpPort, serveTree, waitFor } from "./helpers.ts";
+import { waitFor } from "./helpers.ts";
 
 const T = { sanitizeResources: true, sanitizeOps: true };
-const EMFILE = "Too many open files (os error 24)";
 const FILE = new Uint8Array(3000).map((_, i) => (i * 7) & 255);
 
-/**
- * Wraps `Deno.listenDatagram` for the sockets bound to `port`: their receives or sends can be made to
- * throw, binds to fail with EMFILE, and the real sockets can be closed under the service.
- */
-class Faults {
-  /** receive() calls that throw `error` from now on (Infinity: until set back to 0). */
-  failReceives = 0;
-  /** send() calls that throw `error`. */
-  failSends = 0;
-  /** listen() calls for `port` that throw EMFILE. */
-  failBinds = 0;
-  error: Error = new Error(EMFILE);
-  receiveFailures = 0;
-  bindFailures = 0;
-  /** Successful binds of `port`. */
-  binds = 0;
-  readonly #live = new Set<Deno.DatagramConn>();
-
-  constructor(readonly port: number) {}
-
-  readonly listen: ListenDatagram = (o) => {
-    if (o.port !== this.port) return Deno.listenDatagram(o);
-    if (this.failBinds > 0) {
-      this.failBinds--;
-      this.bindFailures++;
-      throw new Error(EMFILE);
-    }
-    const real = Deno.listenDatagram(o);
-    this.binds++;
-    this.#live.add(real);
-    return this.#wrap(real);
+/** A DHCP server on 127.0.0.1 (random high ports) and a DISCOVER for MAC number `n`. */
+async function startLoopbackDhcp() {
+  const d = await startDhcp({}, { server: () => ({ listenAddress: "127.0.0.1" }) });
+  return {
+    discover: (n: number) =>
+      d.ask(request(MessageType.DISCOVER, macOf(n), { arch: 7, vendorClass: "PXEClient:Arch:00007" }), 2000),
+    close: () => d.close(),
   };
-
-  /** Closes the real sockets: the service's pending receive fails, later ones find no socket. */
-  closeUnderneath(): void {
-    for (const s of this.#live) s.close();
-    this.#live.clear();
-  }
-
-  #wrap(real: Deno.DatagramConn): Deno.DatagramConn {
-    const wrapper = {
-      get addr() {
-        return real.addr;
-      },
-      receive: (buf?: Uint8Array) => {
-        if (this.failReceives > 0) {
-          this.failReceives--;
-          this.receiveFailures++;
-          return Promise.reject(this.error);
-        }
-        return real.receive(buf);
-      },
-      send: (bytes: Uint8Array, to: Deno.Addr) => {
-        if (this.failSends > 0) {
-          this.failSends--;
-          return Promise.reject(this.error);
-        }
-        return real.send(bytes, to);
-      },
-      close: () => {
-        this.#live.delete(real);
-        real.close();
-      },
-    };
-    return wrapper as unknown as Deno.DatagramConn;
-  }
-}
-
-/** Captures every `pypxe` log line at DEBUG and above until `stop()`. */
-async function captureLogs(): Promise<{ lines: string[]; stop(): Promise<void> }> {
-  const lines: string[] = [];
-  await configure({
-    reset: true,
-    sinks: { capture: (r) => lines.push(`${r.level} ${r.message.map(String).join("")}`) },
-    loggers: [
-      { category: ["pypxe"], sinks: ["capture"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-  });
-  return { lines, stop: () => reset() };
-}
-
-/** The count of a summary line `label: N more in the last 10 s`, or 0. */
-function summarised(lines: string[], label: string): number {
-  const line = lines.find((l) => l.includes(`${label}: `) && l.includes(" more in the last "));
-  return line === undefined ? 0 : Number(/: ([\d,]+) more/.exec(line)![1].replaceAll(",", ""));
-}
-
-/** A DHCP server on 127.0.0.1 (one socket on a random high port) and a client for it. */
-async function startDhcp() {
-  const client = new UdpClient({ hostname: "127.0.0.1" });
-  for (let attempt = 0;; attempt++) {
-    const port = randomPort();
-    const config: PxeConfig = refConfig({
-      DHCP_SERVER_IP: "127.0.0.1",
-      DHCP_FILESERVER: "127.0.0.1",
-      DHCP_ROUTER: "127.0.0.1",
-      DHCP_OFFER_BEGIN: "127.0.0.100",
-      DHCP_OFFER_END: "127.0.0.150",
-      DHCP_BROADCAST: "127.0.0.255",
-      DHCP_SERVER_PORT: port,
-    });
-    const server = new DhcpServer({
-      config,
-      clientPort: client.port,
-      listenAddress: "127.0.0.1",
-      broadcastAddress: "127.0.0.1",
-    });
-    try {
-      await server.start();
-    } catch (err) {
-      if (attempt < 4) continue;
-      await client.close();
-      throw err;
-    }
-    return {
-      async discover(n: number) {
-        const pkt = request(MessageType.DISCOVER, macOf(n), { arch: 7, vendorClass: "PXEClient:Arch:00007" });
-        await client.send(encodeDhcp(pkt), port);
-        return await client.reply(pkt.xid, 2000);
-      },
-      async close() {
-        await server.stop();
-        await client.close();
-      },
-    };
-  }
 }
 
 Deno.test({
@@ -161,8 +40,8 @@ Deno.test({
     const logs = await captureLogs();
     const port = freeUdpPort();
     const faults = new Faults(port);
-    const t = await serveTree({ "f.bin": FILE }, { port, listenDatagram: faults.listen });
-    const dhcp = await startDhcp();
+    const t = await serveTftpTree({ "f.bin": FILE }, { port, listenDatagram: faults.listen });
+    const dhcp = await startLoopbackDhcp();
     const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     try {
       assert.deepEqual((await tftpGet({ port, file: "f.bin", deadlineMs: 5000 })).bytes, FILE);
@@ -207,7 +86,7 @@ Deno.test({
     const logs = await captureLogs();
     const port = freeUdpPort();
     const faults = new Faults(port);
-    const t = await serveTree({ "f.bin": FILE }, { port, listenDatagram: faults.listen });
+    const t = await serveTftpTree({ "f.bin": FILE }, { port, listenDatagram: faults.listen });
     try {
       assert.deepEqual((await tftpGet({ port, file: "f.bin", deadlineMs: 5000 })).bytes, FILE);
       faults.failBinds = 3;
@@ -253,7 +132,7 @@ Deno.test({
   ...T,
   async fn() {
     const logs = await captureLogs();
-    const t = await serveTree({ "f.bin": FILE });
+    const t = await serveTftpTree({ "f.bin": FILE });
     const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     const drain = (async () => {
       try {
@@ -323,7 +202,7 @@ Deno.test({
     };
     const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
     const rrq = (file: string) => encodePacket({ op: "rrq", filename: file, mode: "octet", options: [] });
-    let second: Awaited<ReturnType<typeof serveTree>> | undefined;
+    let second: Awaited<ReturnType<typeof serveTftpTree>> | undefined;
     try {
       // two transfers that are never ACKed hold the cap of 2
       for (let i = 0; i < 2; i++) await open().send(rrq("big.bin"), to);
@@ -345,7 +224,7 @@ Deno.test({
 
       // EMFILE for every transfer socket: each RRQ is refused, the log gets one line
       const port2 = freeUdpPort();
-      second = await serveTree({ "f.bin": FILE }, { port: port2, listenDatagram: listen });
+      second = await serveTftpTree({ "f.bin": FILE }, { port: port2, listenDatagram: listen });
       noSockets = true;
       const more = Array.from({ length: 20 }, open);
       for (let i = 0; i < 50; i++) {

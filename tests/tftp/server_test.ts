@@ -6,7 +6,10 @@ import type { StaticLeases } from "../../src/static_leases.ts";
 import { decodePacket, encodePacket, type TftpPacket } from "../../src/tftp/packet.ts";
 import { createTftpService, TftpServer } from "../../src/tftp/server.ts";
 import { tftpGet } from "../helpers/tftp_client.ts";
-import { readFixture, run, serveTree, sha256, sha256File, waitFor, writeRandomFile } from "./helpers.ts";
+import { readFixture, sha256, sha256File, waitFor } from "./helpers.ts";
+import { writeRandomFile } from "../helpers/random.ts";
+import { run } from "../helpers/run.ts";
+import { serveTftpTree } from "../helpers/servers.ts";
 import { missingTools, requires, toolAvailable } from "../helpers/tools.ts";
 
 const T = { sanitizeResources: true, sanitizeOps: true };
@@ -46,7 +49,7 @@ Deno.test(requires(missingTools("curl"), {
   name: "server: curl fetches at blksize 512, 1468, 8192 and 65464 with matching sha256",
   ...T,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     try {
       await writeRandomFile(`${t.dir}/root/big.bin`, 5 * 1024 * 1024 + 333, 3); // above the cache limit
       await writeRandomFile(`${t.dir}/root/small.bin`, 70_000, 4); // cached
@@ -81,7 +84,7 @@ Deno.test(requires(missingTools("atftp"), {
   name: "server: atftp with blksize, tsize and windowsize 1/4/8/16 matches",
   ...T,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     try {
       await writeRandomFile(`${t.dir}/root/f.bin`, 3 * 1024 * 1024 + 17, 5);
       const want = await sha256File(`${t.dir}/root/f.bin`);
@@ -122,7 +125,7 @@ Deno.test(requires(missingTools("tftp"), {
   ...T,
   async fn() {
     const text = "line one\nline two\r\nend";
-    const t = await serveTree({ "boot/menu.txt": text });
+    const t = await serveTftpTree({ "boot/menu.txt": text });
     try {
       await writeRandomFile(`${t.dir}/root/f.bin`, 1_000_000, 6);
       const r = await run([
@@ -157,7 +160,7 @@ Deno.test(requires(missingTools("curl"), {
   name: "server: a 100 MiB file at blksize 512 (block numbers roll over) matches by sha256",
   ...T,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     try {
       const path = `${t.dir}/root/huge.bin`;
       await writeRandomFile(path, 100 * 1024 * 1024, 9);
@@ -184,7 +187,7 @@ Deno.test({
   name: "server: windowsize with the test client, with losses inside windows",
   ...T,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     try {
       await writeRandomFile(`${t.dir}/root/w.bin`, 400_000, 8);
       const want = await sha256File(`${t.dir}/root/w.bin`);
@@ -209,7 +212,7 @@ Deno.test({
   name: "server: missing file, directory, traversal, WRQ and bad mode get the right ERROR",
   ...T,
   async fn() {
-    const t = await serveTree({ "dir/a.txt": "a" });
+    const t = await serveTftpTree({ "dir/a.txt": "a" });
     const raw = new Raw();
     try {
       const expectError = async (bytes: Uint8Array, code: number) => {
@@ -248,7 +251,7 @@ Deno.test({
   ...T,
   async fn() {
     const content = new Uint8Array(3000).map((_, i) => i * 7);
-    const t = await serveTree({ "f.bin": content });
+    const t = await serveTftpTree({ "f.bin": content });
     const client = new Raw();
     const intruder = new Raw();
     try {
@@ -292,7 +295,7 @@ Deno.test({
   name: "server: every malformed datagram from PyPXE's list is dropped and a transfer right after works",
   ...T,
   async fn() {
-    const t = await serveTree({ "ok.bin": new Uint8Array(5000).fill(0x5a) });
+    const t = await serveTftpTree({ "ok.bin": new Uint8Array(5000).fill(0x5a) });
     const raw = new Raw();
     try {
       const garbage = new Uint8Array(60 * 1024).map((_, i) => (i * 31) & 0xff);
@@ -341,7 +344,7 @@ Deno.test({
   ...T,
   async fn() {
     const efi = new Uint8Array(850528).map((_, i) => (i * 13) & 0xff);
-    const t = await serveTree({ "ipxe.efi": efi });
+    const t = await serveTftpTree({ "ipxe.efi": efi });
     const raw = new Raw();
     try {
       await raw.send(readFixture("ovmf-rrq-tsize.bin"), t.port);
@@ -378,7 +381,7 @@ Deno.test({
   name: "server: an abandoned transfer is retransmitted, then dropped with its socket",
   ...T,
   async fn() {
-    const t = await serveTree({ "f.bin": new Uint8Array(2000) }, { defaultTimeoutMs: 50, maxRetries: 3 });
+    const t = await serveTftpTree({ "f.bin": new Uint8Array(2000) }, { defaultTimeoutMs: 50, maxRetries: 3 });
     const raw = new Raw();
     try {
       await raw.send(rrq("f.bin", [["blksize", "1000"]]), t.port);
@@ -403,7 +406,7 @@ Deno.test({
   name: "server: stop() during a transfer releases everything; the client gets an ERROR",
   ...T,
   async fn() {
-    const t = await serveTree({ "f.bin": new Uint8Array(100_000) });
+    const t = await serveTftpTree({ "f.bin": new Uint8Array(100_000) });
     const raw = new Raw();
     try {
       await raw.send(rrq("f.bin"), t.port);
@@ -424,7 +427,7 @@ Deno.test({
   name: "server: bind failure rejects with one line; the factory honours USE_TFTP",
   ...T,
   async fn() {
-    const t = await serveTree({});
+    const t = await serveTftpTree({});
     try {
       const other = new TftpServer({
         host: "127.0.0.1",

@@ -1,195 +1,13 @@
 /**
- * End-to-end harness: an isolated Ethernet segment made of network namespaces, a Linux payload that
- * prints a per-run marker, and QEMU clients (SeaBIOS + iPXE ROM, or OVMF) that PXE-boot from it.
- *
- * Topology per segment `<tag>`: namespace `pxe-<tag>-s` holds the server's veth end (10.<n>.0.1/24);
- * namespace `pxe-<tag>-c` holds a bridge joining the veth's other end and one tap per QEMU client.
- * Nothing is routed; everything is removed by `destroy()` (and by name at the start of the next run).
+ * QEMU network boots for the e2e tests and the boot benchmark: the payload (a Debian kernel and a busybox
+ * initramfs that prints a per-run marker on the serial console), a bootable ISO of it, and {@linkcode bootVm}:
+ * one QEMU client (SeaBIOS + iPXE ROM, OVMF, or AAVMF on ARM64) on a {@linkcode Segment}'s bridge, watched
+ * until the marker appears.
  * @module
  */
 import { join } from "node:path";
-import { missingTools, needsRoot } from "../helpers/tools.ts";
-
-/** Result of a finished command. */
-export interface ShResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion within `timeoutMs` (killed after). */
-export async function sh(
-  cmd: string[],
-  opts: { timeoutMs?: number; check?: boolean } = {},
-): Promise<ShResult> {
-  const child = new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
-  try {
-    const out = await child.output();
-    const result = {
-      code: out.code,
-      stdout: new TextDecoder().decode(out.stdout),
-      stderr: new TextDecoder().decode(out.stderr),
-    };
-    if (opts.check !== false && result.code !== 0) {
-      throw new Error(`${cmd.join(" ")} exited ${result.code}: ${result.stderr.trim()}`);
-    }
-    return result;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Returns why the e2e tier cannot run here, or null when it can. Pass it to `requires` (tests/helpers/
- * tools.ts): with `PYPXE_REQUIRE_E2E=1` the test then fails instead of skipping.
- */
-export async function e2eUnavailable(
-  tools: string[] = ["qemu-system-x86_64", "ip", "cpio"],
-): Promise<string | null> {
-  if (needsRoot() !== null) return "needs root (network namespaces, taps)";
-  const missing = missingTools(...tools);
-  if (missing !== null) return missing;
-  const probe = await sh(["ip", "netns", "add", "pxe-probe"], { check: false });
-  if (probe.code !== 0) return `ip netns does not work here: ${probe.stderr.trim()}`;
-  await sh(["ip", "netns", "del", "pxe-probe"], { check: false });
-  return null;
-}
-
-/** True when missing tools must fail the run instead of skipping (from tests/helpers/tools.ts). */
-export { REQUIRE_E2E } from "../helpers/tools.ts";
-
-let segmentCounter = 0;
-
-/** An isolated segment: server namespace, client namespace with a bridge, taps for QEMU. */
-export class Segment {
-  readonly serverNs: string;
-  readonly clientNs: string;
-  readonly serverIp: string;
-  readonly subnet: string;
-  readonly serverIf = "srv0";
-  #taps = 0;
-  #hosts = 0;
-  #extra: string[] = [];
-
-  private constructor(readonly tag: string, readonly index: number) {
-    this.serverNs = `pxe-${tag}-s`;
-    this.clientNs = `pxe-${tag}-c`;
-    this.subnet = `10.${200 + index}.0`;
-    this.serverIp = `${this.subnet}.1`;
-  }
-
-  /** Creates the namespaces, veth, bridge; IPv6 off so iPXE does not wait for router adverts. */
-  static async create(tag: string): Promise<Segment> {
-    const seg = new Segment(tag, segmentCounter++ % 50);
-    await seg.destroy();
-    const s = (args: string) => sh(["sh", "-c", args]);
-    await s(`ip netns add ${seg.serverNs} && ip netns add ${seg.clientNs}`);
-    try {
-      for (const ns of [seg.serverNs, seg.clientNs]) {
-        await s(
-          `ip netns exec ${ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1`,
-        );
-        await s(`ip -n ${ns} link set lo up`);
-      }
-      await s(`ip link add ${seg.serverIf}-${tag} type veth peer name up0-${tag}`);
-      await s(`ip link set ${seg.serverIf}-${tag} netns ${seg.serverNs} name ${seg.serverIf}`);
-      await s(`ip link set up0-${tag} netns ${seg.clientNs} name up0`);
-      await s(`ip -n ${seg.serverNs} addr add ${seg.serverIp}/24 dev ${seg.serverIf}`);
-      await s(`ip -n ${seg.serverNs} link set ${seg.serverIf} up`);
-      await s(
-        `ip -n ${seg.clientNs} link add br0 type bridge && ip -n ${seg.clientNs} link set br0 type bridge stp_state 0`,
-      );
-      await s(`ip -n ${seg.clientNs} link set up0 master br0 && ip -n ${seg.clientNs} link set up0 up`);
-      await s(`ip -n ${seg.clientNs} link set br0 up`);
-    } catch (err) {
-      await seg.destroy();
-      throw err;
-    }
-    return seg;
-  }
-
-  /** Adds a tap in the client namespace, on the bridge; returns its name. */
-  async addTap(): Promise<string> {
-    const name = `tap${this.#taps++}`;
-    await sh([
-      "sh",
-      "-c",
-      `ip -n ${this.clientNs} tuntap add dev ${name} mode tap && ip -n ${this.clientNs} link set ${name} master br0 && ip -n ${this.clientNs} link set ${name} up`,
-    ]);
-    return name;
-  }
-
-  /** Adds another host namespace on the bridge with address `ip`/24 (e.g. a second DHCP server). */
-  async addHost(ip: string): Promise<{ ns: string; ifname: string }> {
-    const n = this.#hosts++;
-    const ns = `pxe-${this.tag}-h${n}`;
-    this.#extra.push(ns);
-    const s = (args: string) => sh(["sh", "-c", args]);
-    await s(`ip netns add ${ns}`);
-    await s(
-      `ip netns exec ${ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1`,
-    );
-    await s(`ip link add h${n}-${this.tag} type veth peer name hup${n}-${this.tag}`);
-    await s(`ip link set h${n}-${this.tag} netns ${ns} name eth0`);
-    await s(`ip link set hup${n}-${this.tag} netns ${this.clientNs} name hup${n}`);
-    await s(
-      `ip -n ${this.clientNs} link set hup${n} master br0 && ip -n ${this.clientNs} link set hup${n} up`,
-    );
-    await s(
-      `ip -n ${ns} addr add ${ip}/24 dev eth0 && ip -n ${ns} link set eth0 up && ip -n ${ns} link set lo up`,
-    );
-    return { ns, ifname: "eth0" };
-  }
-
-  /**
-   * Drops `percent`% of the frames the server sends, at random, like `tc netem loss` on its link (this
-   * kernel has no sch_netem): an nftables bridge rule in the client namespace, so the server's own
-   * sends still succeed and only the wire loses them.
-   */
-  async loss(percent: number): Promise<void> {
-    const nft = (rule: string) => sh([...this.inClient(), "nft", rule]);
-    await nft("add table bridge pypxe_loss");
-    await nft("add chain bridge pypxe_loss forward { type filter hook forward priority 0; }");
-    await nft(`add rule bridge pypxe_loss forward iifname "up0" numgen random mod 100 < ${percent} drop`);
-  }
-
-  /** Applies `tc netem` (e.g. `loss 5%`, `delay 0.5ms`) on the server's link. */
-  async netem(spec: string): Promise<void> {
-    await sh([
-      "sh",
-      "-c",
-      `ip netns exec ${this.serverNs} tc qdisc replace dev ${this.serverIf} root netem ${spec}`,
-    ]);
-  }
-
-  /** Command prefix that runs a program inside the server namespace. */
-  inServer(): string[] {
-    return ["ip", "netns", "exec", this.serverNs];
-  }
-
-  /** Command prefix that runs a program inside the client namespace. */
-  inClient(): string[] {
-    return ["ip", "netns", "exec", this.clientNs];
-  }
-
-  /** Deletes both namespaces (which removes their links); never throws. */
-  async destroy(): Promise<void> {
-    for (const ns of [...this.#extra, this.serverNs, this.clientNs, `pxe-${this.tag}-h0`]) {
-      await sh(["ip", "netns", "pids", ns], { check: false }).then(async (r) => {
-        for (const pid of r.stdout.split("\n").filter((p) => p.trim() !== "")) {
-          await sh(["kill", "-9", pid.trim()], { check: false });
-        }
-      });
-      await sh(["ip", "netns", "del", ns], { check: false });
-    }
-  }
-}
+import type { Segment } from "./netns.ts";
+import { run } from "./run.ts";
 
 /** The boot payload: a Debian kernel and a busybox initramfs whose /init prints `marker` and powers off. */
 export interface Payload {
@@ -232,7 +50,9 @@ export async function buildPayload(dir: string, marker: string): Promise<Payload
     );
     await Deno.chmod(join(root, "init"), 0o755);
     const initrd = join(dir, "initrd.img");
-    await sh(["sh", "-c", `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`]);
+    await run(["sh", "-c", `cd '${root}' && find . | cpio -o -H newc --quiet > '${initrd}'`], {
+      check: true,
+    });
     await Deno.copyFile(kernel, join(dir, "vmlinuz"));
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -253,7 +73,7 @@ export async function buildIso(payloadDir: string, iso: string): Promise<void> {
       join(root, "isolinux", "isolinux.cfg"),
       "DEFAULT m\nPROMPT 0\nLABEL m\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  APPEND console=ttyS0 panic=-1 quiet\n",
     );
-    await sh([
+    await run([
       "xorriso",
       "-as",
       "mkisofs",
@@ -269,7 +89,7 @@ export async function buildIso(payloadDir: string, iso: string): Promise<void> {
       "4",
       "-boot-info-table",
       root,
-    ], { timeoutMs: 60_000 });
+    ], { timeoutMs: 60_000, check: true });
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -435,35 +255,4 @@ export function envOr(name: string, fallback: string): string {
   } catch {
     return fallback;
   }
-}
-
-/** Runs dnsmasq as a plain DHCP server (addresses only, no PXE options) on another host of the segment. */
-export async function plainDhcpServer(seg: Segment): Promise<() => Promise<void>> {
-  const host = await seg.addHost(`${seg.subnet}.2`);
-  const dnsmasq = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      host.ns,
-      "dnsmasq",
-      "-d",
-      "--port=0",
-      `--interface=${host.ifname}`,
-      "--bind-interfaces",
-      `--dhcp-range=${seg.subnet}.100,${seg.subnet}.150,1h`,
-      "--no-ping",
-      "-z",
-      "--pid-file=",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  return async () => {
-    try {
-      dnsmasq.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-    await dnsmasq.status;
-  };
 }
