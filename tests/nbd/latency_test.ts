@@ -12,7 +12,7 @@ import { BootEvents } from "../../src/events.ts";
 import { DhcpServer } from "../../src/dhcp/server.ts";
 import { MAX_REQUEST } from "../../src/nbd/session.ts";
 import { refConfig } from "../dhcp/helpers.ts";
-import { randomPort } from "../dhcp/udp_client.ts";
+import { randomPort } from "../helpers/udp_client.ts";
 import { waitFor, withServer } from "./helpers.ts";
 
 const EXPORT_SIZE = 1 << 30;
