@@ -17,6 +17,7 @@ import { NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts
 import { BootFiles } from "../netboot/files.ts";
 import { isResourceExhaustion } from "../limits.ts";
 import { LogThrottle } from "../log_throttle.ts";
+import { RequestLogLevel } from "./request_log.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import {
   HttpConnections,
@@ -51,7 +52,7 @@ export interface HttpServerOptions {
   menus?: boolean;
   /** Without `files`: a lookup is reused for this long (ms); default 1000. */
   revalidateMs?: number;
-  /** One log line per request (INFO; DEBUG for 206); default true. Benchmarks turn it off. */
+  /** One log line per request (INFO; range reads of disk images: see request_log.ts); default true. Benchmarks turn it off. */
   requestLog?: boolean;
   /** On stop, running downloads may finish for this long (ms) before they are cut; default 2000. */
   stopGraceMs?: number;
@@ -115,6 +116,7 @@ export class HttpServer implements Service {
   #server: HttpConnections | null = null;
   #throttle: LogThrottle | null = null;
   #closing = false;
+  readonly #logLevel = new RequestLogLevel();
 
   /** Creates the server; nothing is bound until {@linkcode start}. */
   constructor(opts: HttpServerOptions) {
@@ -212,10 +214,12 @@ export class HttpServer implements Service {
     const done = (o: Outcome) => {
       if (!this.#opts.requestLog) return;
       const secs = ((performance.now() - started) / 1000).toFixed(3);
-      // partial content (sanboot reads an ISO in thousands of small ranges) is detail, not a boot step
-      log[o.status === 206 ? "debug" : "info"]("{client} {path} {status} {bytes} {secs}s", () => ({
-        client: who(),
-        path: path ?? req.target,
+      const shown = path ?? req.target;
+      const from = who();
+      const level = this.#logLevel.levelOf(o.status, from.slice(0, from.lastIndexOf(":")), shown);
+      log[level]("{client} {path} {status} {bytes} {secs}s", () => ({
+        client: from,
+        path: shown,
         status: o.status,
         bytes: o.bytes,
         secs,

@@ -323,3 +323,36 @@ Deno.test({ name: "http: one INFO line per request when logging is configured", 
     await logs.stop();
   }
 });
+
+Deno.test(
+  { name: "http: range requests are logged, boot files at INFO, image ranges once", ...SANITIZE },
+  async () => {
+    const logs = await captureLogs("debug");
+    const fx = await serveHttpTree({ "vmlinuz": BIG, "rescue.iso": BIG });
+    try {
+      // a kernel fetched in ranges: every range is a boot step, INFO
+      for (const spec of ["0-1023", "1024-4095", "4096-"]) await curl(["-r", spec, `${fx.base}/vmlinuz`]);
+      // an ISO read the sanboot way: many small ranges, the first at INFO and the rest at DEBUG
+      for (let i = 0; i < 20; i++) {
+        await curl([
+          "-r",
+          `${i * 2048}-${i * 2048 + 2047}`,
+          `${fx.base}/rescue.iso`,
+        ]);
+      }
+      const mine = (re: RegExp) => logs.records.filter((r) => re.test(r.text));
+      for (let i = 0; i < 100 && mine(/ \/rescue\.iso 206 /).length < 20; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const kernel = mine(/^127\.0\.0\.1:\d+ \/vmlinuz 206 \d+ \d+\.\d{3}s$/);
+      deepStrictEqual(kernel.map((r) => r.level), ["info", "info", "info"]);
+      const iso = mine(/^127\.0\.0\.1:\d+ \/rescue\.iso 206 2048 /);
+      equal(iso.length, 20, "one line per request");
+      equal(iso.filter((r) => r.level === "info").length, 1);
+      equal(iso[0].level, "info");
+    } finally {
+      await fx.close();
+      await logs.stop();
+    }
+  },
+);
