@@ -204,7 +204,7 @@ async function checkOnly(
   configWarnings: readonly string[],
   io: AppIo,
 ): Promise<number> {
-  const report = await runCheck({ config, netboot, configWarnings });
+  const report = await runCheck({ config, netboot, configWarnings, staticLeases });
   io.stdout(report.lines.join("\n") + "\n");
   const notes = [...report.notes, ...await startupWarnings(config, netboot)];
   for (const note of notes) io.stdout(`note: ${note}\n`);

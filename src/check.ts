@@ -8,7 +8,9 @@ import { describeCaps, processCaps } from "./limits.ts";
 import type { PxeConfig } from "./config.ts";
 import { bootFileFor, policyOptionsFrom } from "./dhcp/policy.ts";
 import { SAMPLE_CLIENTS } from "./clients.ts";
-import { describeBindError, ipv4Interfaces } from "./net.ts";
+import { describeBindError, inSubnet, ipv4Interfaces, maskToPrefix, networkOf } from "./net.ts";
+import { leaseStoreFor } from "./dhcp/responder.ts";
+import type { StaticLeases } from "./static_leases.ts";
 import { errText } from "./errors.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 
@@ -114,6 +116,35 @@ async function imageProblems(config: PxeConfig): Promise<string[]> {
   return problems;
 }
 
+/** Saved leases the server would drop (outside the range, reserved for another MAC) and static leases
+ * outside the subnet. Reads the lease file and its journals; writes nothing. */
+async function leaseProblems(config: PxeConfig, staticLeases: StaticLeases): Promise<string[]> {
+  if (!config.USE_DHCP) return [];
+  const problems: string[] = [];
+  const subnet = (mask: string) =>
+    `${networkOf(config.DHCP_SERVER_IP, mask)}/${
+      maskToPrefix(mask)
+    } of DHCP_SERVER_IP ${config.DHCP_SERVER_IP}`;
+  for (const [mac, binding] of staticLeases) {
+    if (binding.ipaddr === undefined || config.DHCP_MODE_PROXY) continue;
+    const mask = binding.subnet ?? config.DHCP_SUBNET;
+    if (!inSubnet(binding.ipaddr, config.DHCP_SERVER_IP, mask)) {
+      problems.push(
+        `static lease ${mac} (${config.STATIC_CONFIG}): ipaddr ${binding.ipaddr} is outside the subnet ` +
+          `${subnet(mask)}: the client could not reach this server`,
+      );
+    }
+  }
+  if (config.DHCP_MODE_PROXY || config.LEASES_FILE === "") return problems;
+  const warnings: string[] = [];
+  await leaseStoreFor({ config, staticLeases }, (m) => warnings.push(m)).load({ dryRun: true });
+  const range = `${config.DHCP_OFFER_BEGIN}-${config.DHCP_OFFER_END}`;
+  for (const warning of warnings) {
+    problems.push(`saved lease ${warning.replace(/ skipped: /, " would be dropped: ")} (range ${range})`);
+  }
+  return problems;
+}
+
 function pad(cells: string[], widths: number[]): string {
   return cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
 }
@@ -124,6 +155,8 @@ export async function runCheck(opts: {
   netboot: NetbootFs;
   /** Warnings of reading the config (unknown keys...): each is a problem here. */
   configWarnings?: readonly string[];
+  /** The static leases (`--static-config`), checked against the subnet. */
+  staticLeases?: StaticLeases;
   /** The host's IPv4 addresses (tests inject them); default: this machine's, with loopback. */
   localAddresses?: readonly string[];
 }): Promise<CheckReport> {
@@ -132,6 +165,7 @@ export async function runCheck(opts: {
   const notes: string[] = [];
   problems.push(...addressProblems(config, opts.localAddresses ?? hostAddresses()));
   problems.push(...await imageProblems(config));
+  problems.push(...await leaseProblems(config, opts.staticLeases ?? new Map()));
   const policy = policyOptionsFrom(config);
   const rows: string[][] = [["client", "boot file", "next-server", "options", "file"]];
   for (const { label, client, optionalUnless } of SAMPLE_CLIENTS) {

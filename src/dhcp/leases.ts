@@ -272,8 +272,11 @@ export class LeaseStore {
     return out;
   }
 
-  /** Reads the lease file, its backup and journals; bad entries are skipped with a warning naming them. */
-  async load(): Promise<void> {
+  /**
+   * Reads the lease file, its backup and journals; bad entries are skipped with a warning naming them.
+   * Then folds the journals into the file, unless `dryRun` (`--check`: read, warn, write nothing).
+   */
+  async load(opts: { dryRun?: boolean } = {}): Promise<void> {
     if (this.#journal === null) return;
     const { table, tableSource, records } = await this.#journal.replay();
     for (const [key, entry] of Object.entries(table)) this.#restore(key, entry, tableSource);
@@ -288,7 +291,7 @@ export class LeaseStore {
       }
       this.#restore(r.mac, r, source);
     }
-    await this.flush(); // fold the journals into the file
+    if (!opts.dryRun) await this.flush(); // fold the journals into the file
   }
 
   #restore(key: string, entry: unknown, source: string): void {

@@ -112,7 +112,10 @@ const REFUSED: Record<BindRefusal, string> = {
  * and the subnet's network and broadcast addresses; static addresses reserved; LEASES_FILE (none in proxy
  * mode). Call `load()` before serving.
  */
-export function leaseStoreFor(opts: DhcpResponderOptions): LeaseStore {
+export function leaseStoreFor(
+  opts: DhcpResponderOptions,
+  warn: (message: string) => void = (m) => log.warn(m),
+): LeaseStore {
   const c = opts.config;
   const subnetBcast = broadcastOf(c.DHCP_SERVER_IP, c.DHCP_SUBNET);
   const network = networkOf(c.DHCP_SERVER_IP, c.DHCP_SUBNET);
@@ -127,7 +130,7 @@ export function leaseStoreFor(opts: DhcpResponderOptions): LeaseStore {
     declineTime: opts.declineTime,
     now: opts.now ?? Date.now,
     file: c.DHCP_MODE_PROXY ? "" : c.LEASES_FILE,
-    warn: (m) => log.warn(m),
+    warn,
   });
 }
 
@@ -251,7 +254,7 @@ export class DhcpResponder {
   #emit(
     req: DhcpPacket,
     sent: string,
-    extra: { decision?: BootDecision; ip?: string; reason?: string },
+    extra: { decision?: BootDecision; ip?: string; reason?: string; server?: string },
   ): void {
     const type = messageType(req);
     this.#opts.events?.emit({
@@ -263,6 +266,7 @@ export class DhcpResponder {
       ip: extra.ip,
       bootFile: extra.decision?.file,
       reason: extra.reason,
+      ...(extra.server === undefined ? {} : { server: extra.server }),
     });
   }
 
@@ -320,6 +324,8 @@ export class DhcpResponder {
       if (serverId !== c.DHCP_SERVER_IP) {
         this.leases.cancelOffer(req.mac);
         log.debug("{mac} chose server {server}", { mac: req.mac, server: serverId });
+        const other = { decision: { ...decision, file: undefined }, server: serverId };
+        this.#emit(req, "none", { ...other, reason: `chose the DHCP server ${serverId}` });
         return [];
       }
       state = "selecting";

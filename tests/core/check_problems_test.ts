@@ -1,12 +1,15 @@
 /**
  * `--check` reports what the real start-up would fail on (issue 16 §2): a missing NBD image, addresses
- * that are not this host's, unknown config keys.
+ * that are not this host's, unknown config keys, saved leases outside the range, static leases outside the
+ * subnet.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { runCheck } from "../../src/check.ts";
 import { buildConfig } from "../../src/config.ts";
 import { parseArgs } from "../../src/cli.ts";
 import { NetbootFs } from "../../src/netboot/fs.ts";
+import { join } from "node:path";
+import { freeUdpPort, runPypxeOnce } from "../helpers/servers.ts";
 
 async function check(args: string[], opts: { configWarnings?: string[]; local?: string[] } = {}) {
   const config = buildConfig({ flags: parseArgs(args).flags, interfaces: () => [] }).config;
@@ -84,4 +87,62 @@ Deno.test("check: unknown config keys are problems, not only warnings", async ()
   const r = await check(QUIET, { configWarnings: ["pypxe.json: unknown key FOO ignored"] });
   equal(r.problems[0], "pypxe.json: unknown key FOO ignored"); // the empty test tree adds missing boot files
   match(r.lines.join("\n"), /Limits:/);
+});
+
+Deno.test("check: saved leases outside the range and static leases outside the subnet are problems; nothing is written", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pypxe-check-leases-" });
+  try {
+    const leases = join(dir, "leases.json");
+    const expire = Math.round(Date.now() / 1000) + 3600;
+    const table = JSON.stringify({
+      "52:54:00:00:00:01": { ip: "127.0.0.105", expire, ipxe: false }, // in range: fine
+      "52:54:00:00:00:02": { ip: "127.0.0.200", expire, ipxe: false }, // range shrank
+    });
+    await Deno.writeTextFile(leases, table);
+    const journalLine = JSON.stringify({ mac: "52:54:00:00:00:03", ip: "127.0.0.9", expire, ipxe: true });
+    await Deno.writeTextFile(`${leases}.journal`, journalLine + "\n");
+    const statics = join(dir, "static.json");
+    await Deno.writeTextFile(
+      statics,
+      JSON.stringify({
+        dhcp: {
+          binding: {
+            "52-54-00-00-00-0A": { ipaddr: "10.5.5.5" },
+            "52:54:00:00:00:0b": { ipaddr: "127.0.0.50" },
+          },
+        },
+      }),
+    );
+    const r = await runPypxeOnce([
+      "--check",
+      ...["--dhcp", "--dhcp-server-ip", "127.0.0.1", "--dhcp-subnet", "255.255.255.0"],
+      ...["--dhcp-begin", "127.0.0.100", "--dhcp-end", "127.0.0.110", "--dhcp-router", ""],
+      ...["--dhcp-fileserver", "127.0.0.1", "--dhcp-server-port", String(freeUdpPort())],
+      ...["--save-leases", leases, "--static-config", statics, "--netboot-dir", dir, ...QUIET],
+    ]);
+    equal(r.code, 1, r.stdout + r.stderr);
+    const problems = r.stdout.split("\n").filter((l) => l.startsWith("  - "));
+    const about = (needle: string) => problems.filter((p) => p.includes(needle));
+    equal(about("52:54:00:00:00:01").length, 0, "a lease in the range is fine");
+    match(
+      about("52:54:00:00:00:02").join("") + about("52:54:00:00:00:02".toUpperCase()).join(""),
+      /saved lease .*127\.0\.0\.200 is outside the pool .*\(range 127\.0\.0\.100-127\.0\.0\.110\)/,
+    );
+    match(about("52:54:00:00:00:03").join(""), /leases\.json\.journal:1: .*127\.0\.0\.9 is outside the pool/);
+    match(
+      about("52:54:00:00:00:0a").join(""),
+      /^ {2}- static lease 52:54:00:00:00:0a \(.*static\.json\): ipaddr 10\.5\.5\.5 is outside the subnet 127\.0\.0\.0\/24 of DHCP_SERVER_IP 127\.0\.0\.1/,
+    );
+    equal(about("52:54:00:00:00:0b").length, 0, "a static lease in the subnet is fine");
+    // --check read the files and wrote nothing
+    equal(await Deno.readTextFile(leases), table);
+    equal(await Deno.readTextFile(`${leases}.journal`), journalLine + "\n");
+    deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort(), [
+      "leases.json",
+      "leases.json.journal",
+      "static.json",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
