@@ -36,6 +36,36 @@ export function compileArgs(output: string, target?: string): string[] {
   ];
 }
 
+/** A `deno compile` that failed: `reason` is one line, `output` all it printed. */
+class CompileError extends Error {
+  constructor(readonly reason: string, readonly output: string) {
+    super(reason);
+  }
+}
+
+/**
+ * The one-line reason of a failed `deno compile` from its output: for a denort download that failed, the
+ * URL and the innermost cause; else the first `error:` line and its innermost cause.
+ */
+export function compileFailure(text: string): string {
+  const lines = text.split("\n");
+  const from = lines.findIndex((l) => l.trim() === "Caused by:");
+  const causes: string[] = [];
+  for (const line of from < 0 ? [] : lines.slice(from + 1)) {
+    const m = /^\s*\d+: (.*)$/.exec(line);
+    if (m === null) break; // the chain ends at the first line that is not `N: cause`
+    causes.push(m[1]);
+  }
+  const cause = causes.at(-1);
+  const url = /error sending request for url \((\S+)\)/.exec(text)?.[1];
+  if (url !== undefined) {
+    return `cannot download the Deno runtime ${url}: ${cause ?? "request failed"} ` +
+      "(compile where dl.deno.land is reachable)";
+  }
+  const error = /^error: .*$/m.exec(text)?.[0] ?? "error: deno compile failed";
+  return cause === undefined ? error : `${error}: ${cause}`;
+}
+
 async function run(args: string[], env: Record<string, string> = {}): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
     args,
@@ -45,7 +75,7 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<st
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`deno ${args.join(" ")} failed:\n${text}`);
+  if (!out.success) throw new CompileError(compileFailure(text), text);
   return text;
 }
 
@@ -86,11 +116,24 @@ if (import.meta.main) {
   }
   const i = args.indexOf("--target");
   const targets = args.includes("--all") ? [...TARGETS] : i >= 0 ? [args[i + 1]] : [undefined];
+  // every target is tried: one whose runtime cannot be fetched does not stop the others
+  const failed: string[] = [];
   for (const target of targets) {
     const output = target === undefined
       ? "pypxe"
       : join("dist", `pypxe-${target}${target.includes("windows") ? ".exe" : ""}`);
     console.log(`compile: ${output}`);
-    console.log(await run(compileArgs(output, target)));
+    try {
+      console.log(await run(compileArgs(output, target)));
+    } catch (err) {
+      if (!(err instanceof CompileError)) throw err;
+      if (!err.reason.startsWith("cannot download")) console.error(err.output.trim());
+      console.error(`compile: ${output} failed: ${err.reason}`);
+      failed.push(output);
+    }
+  }
+  if (failed.length > 0) {
+    console.error(`compile: ${failed.length} of ${targets.length} failed`);
+    Deno.exit(1);
   }
 }

@@ -12,7 +12,10 @@
 /** What `deno task start` needs: the boot loaders gathered into netboot/. */
 export const START_PACKAGES: readonly string[] = ["ipxe", "pxelinux", "syslinux-common"];
 
-/** What `deno task test` needs on top: real clients, QEMU with BIOS/UEFI/ARM64 firmware, tools. */
+/**
+ * What `deno task test` needs on top: real clients, QEMU with BIOS/UEFI/ARM64 firmware, user-mode QEMU
+ * for the aarch64 Deno, tools.
+ */
 export const TEST_PACKAGES: readonly string[] = [
   ...START_PACKAGES,
   ...[
@@ -34,6 +37,8 @@ export const TEST_PACKAGES: readonly string[] = [
     "qemu-system-arm",
     "qemu-efi-aarch64",
   ],
+  // the aarch64 Deno (scripts/arm64_deno.ts) runs pypxe under user-mode QEMU with the arm64 C library
+  ...["qemu-user-static", "libc6-arm64-cross", "libgcc-s1-arm64-cross"],
 ];
 
 /** The packages of `list` that dpkg does not report as installed (all of them without dpkg). */
