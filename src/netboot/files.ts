@@ -4,13 +4,17 @@
  * TFTP and over HTTP returns the same bytes.
  *
  * Lookup order for a name: the overlay's file; then a generated iPXE menu (`boot.http.ipxe`,
- * `boot.ipxe`, when HTTP is on: the menu links ISOs and kernels over HTTP); then the embedded tree; then
- * the generated `grub/grub.cfg`. Generated menus name the server by the address the client can reach
- * (the local interface on the client's subnet, else the advertised address).
+ * `boot.ipxe`, when HTTP is on: the menu links ISOs and kernels over HTTP; without HTTP only
+ * `boot.ipxe`, over TFTP, and only when the tree has something to list: a `menu.json`, a kernel folder
+ * or an iPXE script, see `dropins.ts`); then the embedded tree; then the generated `grub/grub.cfg`.
+ * Generated menus name the server by the address the client can reach (the local interface on the
+ * client's subnet, else the advertised address).
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import { inSubnet, ipToInt, type Ipv4Interface, ipv4Interfaces } from "../net.ts";
 import { FileCache } from "./cache.ts";
+import { type DropIns, DropInScanner } from "./dropins.ts";
 import { NetbootError, type NetbootFile, type NetbootFs, normaliseName } from "./fs.ts";
 import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
 import { ipxeMenu } from "./ipxe.ts";
@@ -18,6 +22,9 @@ import { type IsoImage, MENU_FILE_NAME, type MenuFile, MenuFileError, parseMenuF
 
 /** Names answered with a generated iPXE menu (when HTTP is on) unless the overlay holds that file. */
 export const IPXE_MENU_NAMES: readonly string[] = ["boot.http.ipxe", "boot.ipxe"];
+
+/** The menu generated without HTTP (over TFTP), when the tree has something to list. */
+export const TFTP_MENU_NAME = "boot.ipxe";
 
 /** Every name pypxe may generate (compared case-insensitively). */
 export const GENERATED_FILES: readonly string[] = [GRUB_CONFIG_NAME, ...IPXE_MENU_NAMES];
@@ -39,14 +46,17 @@ export interface BootFilesOptions {
   readonly interfaces?: () => readonly Ipv4Interface[];
 }
 
-/** The tree's ISO images and memdisk, listed at most every `revalidateMs`. */
+/** The tree's ISO images, memdisk and drop-ins, listed at most every `revalidateMs`. */
 interface TreeInputs {
   readonly isos: IsoImage[];
   readonly memdisk: string | null;
-  /** The newest ISO's modification time. */
+  readonly dropins: DropIns;
+  /** The newest modification time of the ISOs and the drop-ins' files. */
   readonly mtime: number;
   readonly at: number;
 }
+
+const log = getLogger(["pypxe", "netboot"]);
 
 /** `menu.json` as read for one lookup (re-parsed only when its path, size or mtime changed). */
 interface MenuInput {
@@ -77,6 +87,9 @@ export class BootFiles {
   #tree: TreeInputs | null = null;
   #treeListing: Promise<TreeInputs> | null = null;
   #menu: MenuInput | null = null;
+  readonly #scanner = new DropInScanner();
+  /** The drop-in warnings last logged, so a listing logs them once, not at every revalidation. */
+  #warned = "";
 
   /** Creates the view; nothing is read until the first lookup. */
   constructor(opts: BootFilesOptions) {
@@ -100,9 +113,17 @@ export class BootFiles {
     if (this.httpPort !== null && IPXE_MENU_NAMES.includes(key)) {
       const real = await this.#lookup(name);
       if (real !== null && real.layer === "overlay") return real;
-      return await this.#ipxeMenu(key, clientIp);
+      return await this.#ipxeMenu(key, "http", clientIp);
     }
     const real = await this.#lookup(name);
+    if (key === TFTP_MENU_NAME && this.httpPort === null && real?.layer !== "overlay") {
+      // without HTTP, the menu loads kernels over TFTP; a tree with nothing to list keeps the embedded one
+      const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
+      const scripts = tree.dropins.scripts.filter((s) => s.toLowerCase() !== key);
+      if (menu.key !== "" || tree.dropins.kernels.length > 0 || scripts.length > 0) {
+        return await this.#ipxeMenu(key, "tftp", clientIp);
+      }
+    }
     if (real !== null) return real;
     if (key === GRUB_CONFIG_NAME) return await this.#grubMenu();
     throw new NetbootError("not-found", name, "no such file");
@@ -175,7 +196,7 @@ export class BootFiles {
     return kept;
   }
 
-  async #ipxeMenu(name: string, clientIp?: string): Promise<NetbootFile> {
+  async #ipxeMenu(name: string, transport: "http" | "tftp", clientIp?: string): Promise<NetbootFile> {
     const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
     const text = ipxeMenu({
       serverIp: this.hostFor(clientIp),
@@ -183,20 +204,25 @@ export class BootFiles {
       isos: tree.isos,
       memdisk: tree.memdisk,
       entries: menu.menu?.entries ?? [],
-      transport: "http",
+      transport,
       title: menu.menu?.title,
       timeout: menu.menu?.timeout,
       default: menu.menu?.default,
       notice: menu.notice,
+      kernels: tree.dropins.kernels,
+      // a menu never lists itself (a user's script of that name is served instead of it)
+      scripts: tree.dropins.scripts.filter((s) => s.toLowerCase() !== name),
+      warnings: tree.dropins.warnings,
     });
     return generated(name, text, new Date(Math.max(tree.mtime, menu.mtime.getTime())));
   }
 
   async #grubMenu(): Promise<NetbootFile> {
-    const menu = await this.#menuInput();
-    const text = grubConfig({ menu: menu.menu, notice: menu.notice });
-    // dated like menu.json, so HTTP validators and caches see a change
-    return generated(GRUB_CONFIG_NAME, text, menu.mtime);
+    const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
+    const { kernels, warnings, mtime } = tree.dropins;
+    const text = grubConfig({ menu: menu.menu, notice: menu.notice, kernels, warnings });
+    // dated like menu.json and the kernel folders, so HTTP validators and caches see a change
+    return generated(GRUB_CONFIG_NAME, text, new Date(Math.max(menu.mtime.getTime(), mtime)));
   }
 
   /** `menu.json`, looked up at every call (an edit shows at once) and parsed when it changed. */
@@ -235,9 +261,21 @@ export class BootFiles {
     const files = await this.netboot.list();
     const isoFiles = files.filter((f) => f.name.toLowerCase().endsWith(".iso"));
     const memdisk = files.find((f) => f.name === "memdisk" || f.name.endsWith("/memdisk"))?.name ?? null;
-    let mtime = 0;
+    const dropins = await this.#scanner.scan(files);
+    let mtime = dropins.mtime;
     for (const f of isoFiles) mtime = Math.max(mtime, f.mtime?.getTime() ?? 0);
-    this.#tree = { isos: isoFiles.map((f) => ({ name: f.name, size: f.size })), memdisk, mtime, at: now };
+    const warned = dropins.warnings.join("\n");
+    if (warned !== this.#warned) {
+      for (const warning of dropins.warnings) log.warn("drop-in {warning}", { warning });
+      this.#warned = warned;
+    }
+    this.#tree = {
+      isos: isoFiles.map((f) => ({ name: f.name, size: f.size })),
+      memdisk,
+      dropins,
+      mtime,
+      at: now,
+    };
     return this.#tree;
   }
 }

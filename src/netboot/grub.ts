@@ -4,11 +4,13 @@
  * prefix is `/grub` on the boot server, and it sources `grub/<cpu>-efi/grub.cfg` when present, else
  * `grub/grub.cfg`.
  *
- * The menu has the kernel/initrd entries of `menu.json` (the same file the iPXE menu uses), then local
- * boot, firmware setup and reboot. Entries are filtered at run time on GRUB's own `$grub_platform` and
+ * The menu has the kernel/initrd entries of `menu.json` (the same file the iPXE menu uses) and the tree's
+ * kernel folders (`dropins.ts`; iPXE scripts and ISOs are iPXE-only), then local boot, firmware setup and
+ * reboot. Entries are filtered at run time on GRUB's own `$grub_platform` and
  * `$grub_cpu`, so one file serves every client. Pure: the caller reads `menu.json`.
  * @module
  */
+import { dropInDefault, type DropInKernel } from "./dropins.ts";
 import type { MenuEntry, MenuFile } from "./menu.ts";
 
 /** Where GRUB looks for its configuration in the netboot tree. */
@@ -20,12 +22,20 @@ export interface GrubConfigOptions {
   menu: MenuFile | null;
   /** A note shown when the menu starts (e.g. a `menu.json` error). */
   notice?: string;
+  /** Kernel folders of the tree, after the `menu.json` entries. */
+  kernels?: readonly DropInKernel[];
+  /** Drop-ins left out and why, shown like `notice`. */
+  warnings?: readonly string[];
 }
 
 /** A GRUB word in single quotes: nothing inside is expanded; `'` itself is closed, escaped, reopened. */
 export function grubQuote(text: string): string {
-  const printable = [...text].map((ch) => (ch.charCodeAt(0) < 0x20 || ch === "\x7f" ? " " : ch)).join("");
-  return `'${printable.replaceAll("'", `'\\''`)}'`;
+  return `'${printable(text).replaceAll("'", `'\\''`)}'`;
+}
+
+/** `text` with control characters (line breaks included) as spaces. */
+function printable(text: string): string {
+  return [...text].map((ch) => (ch.charCodeAt(0) < 0x20 || ch === "\x7f" ? " " : ch)).join("");
 }
 
 /** A word of a kernel command line for GRUB: bare when plain, else quoted (as typed, no expansion). */
@@ -89,8 +99,14 @@ export function grubConfig(opts: GrubConfigOptions): string {
     if (why !== null) skipped.push(`entry '${entry.id}' left out: ${why}`);
     return why === null;
   });
+  const kernels = (opts.kernels ?? []).filter((kernel) => {
+    const why = unusable(kernel);
+    if (why !== null) skipped.push(`kernel folder '${kernel.folder}' left out: ${why}`);
+    return why === null;
+  });
   const ids = new Set(entries.map((e) => e.id));
-  const def = menu?.default !== undefined && ids.has(menu.default) ? menu.default : "local";
+  const def = dropInDefault(menu?.default, kernels, []) ??
+    (menu?.default !== undefined && ids.has(menu.default) ? menu.default : "local");
   // without menu.json the menu boots the local disk after 10 s, like the default boot.ipxe
   const timeout = menu === null ? 10 : menu.timeout > 0 ? Math.round(menu.timeout) : -1;
   out.push(
@@ -98,11 +114,12 @@ export function grubConfig(opts: GrubConfigOptions): string {
     `set timeout=${timeout}`,
     "set timeout_style=menu",
   );
-  for (const line of [...(opts.notice === undefined ? [] : [opts.notice]), ...skipped]) {
-    out.push(`# NOTE: ${line.replace(/[\r\n]/g, " ")}`, `echo ${grubQuote("pypxe: " + line)}`);
+  const notes = [...(opts.notice === undefined ? [] : [opts.notice]), ...(opts.warnings ?? []), ...skipped];
+  for (const line of notes) {
+    out.push(`# NOTE: ${printable(line)}`, `echo ${grubQuote("pypxe: " + line)}`);
   }
   if (menu?.title !== undefined) out.push(`echo ${grubQuote(menu.title)}`);
-  for (const entry of entries) {
+  for (const entry of [...entries, ...kernels]) {
     const tests = conditions(entry);
     const indent = "  ".repeat(tests.length);
     // `cmdline` reaches the kernel as typed (each word quoted: no `;`, `$`, `#`, `&` surprises);

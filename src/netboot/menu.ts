@@ -1,7 +1,7 @@
 /**
- * The boot-menu model: `menu.json` (entries with kernel/initrd/cmdline, title, timeout, default) and the
- * ISO images of the tree. One model, rendered by `ipxe.ts` (iPXE), `grub.ts` (GRUB) and served through
- * `files.ts`.
+ * The boot-menu model: `menu.json` (entries with kernel/initrd/cmdline, title, timeout, default), the
+ * ISO images of the tree and its drop-in entries (kernel folders, iPXE scripts: `dropins.ts`). One model,
+ * rendered by `ipxe.ts` (iPXE), `grub.ts` (GRUB) and served through `files.ts`.
  *
  * ## `menu.json` (in the netboot tree, any layer)
  *
@@ -28,11 +28,16 @@
  * `platform` is `any` (default), `pcbios` or `efi`; `arch` is `any` (default), `x86_64`, `i386` or
  * `arm64`; `grub_cmdline` replaces `cmdline` in the generated `grub/grub.cfg` (GRUB cannot expand iPXE
  * variables, so entries whose `cmdline` uses them need it there); `timeout` is in seconds (0 or absent: wait);
- * `default` is an entry id, `local`, `shell` or `iso:PATH` (an ISO of the tree, e.g. `iso:images/rescue.iso`).
- * Every field except `label` and `kernel` is optional.
+ * `default` is an entry id, `local`, `shell`, `iso:PATH` (an ISO of the tree, e.g. `iso:images/rescue.iso`),
+ * `kernel:FOLDER` (a kernel folder of the tree, e.g. `kernel:debian`) or `script:NAME` (an iPXE script in
+ * the tree root, e.g. `script:boot.ipxe`); see `dropins.ts` for those drop-in entries.
+ * Every field except `label` and `kernel` is optional, and so is `entries` (a menu.json of
+ * `{"default": "kernel:debian", "timeout": 5}` only picks what the generated menu boots). Ids starting
+ * with `iso` or `dropin` are the generated menu's own.
  * @module
  */
 import { errText } from "../errors.ts";
+import { DROPIN_ID_PREFIX, KERNEL_DEFAULT_PREFIX, SCRIPT_DEFAULT_PREFIX } from "./dropins.ts";
 
 /** One kernel/initrd entry of the menu file. */
 export interface MenuEntry {
@@ -106,11 +111,12 @@ export function parseMenuFile(text: string): MenuFile {
   if (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout < 0 || timeout > 86400) {
     throw new MenuFileError("timeout", "must be a number of seconds between 0 and 86400");
   }
-  if (!Array.isArray(data.entries)) throw new MenuFileError("entries", "must be a list of entries");
-  if (data.entries.length > 500) throw new MenuFileError("entries", "more than 500 entries");
+  const rawEntries = data.entries === undefined ? [] : data.entries;
+  if (!Array.isArray(rawEntries)) throw new MenuFileError("entries", "must be a list of entries");
+  if (rawEntries.length > 500) throw new MenuFileError("entries", "more than 500 entries");
   const entries: MenuEntry[] = [];
   const ids = new Set<string>();
-  data.entries.forEach((raw: unknown, i: number) => {
+  rawEntries.forEach((raw: unknown, i: number) => {
     const at = `entries[${i}]`;
     if (!isObject(raw)) throw new MenuFileError(at, "must be an object");
     const entryKeys = new Set([
@@ -130,7 +136,7 @@ export function parseMenuFile(text: string): MenuFile {
     }
     const id = optionalString(raw, "id", `${at}.id`) ?? `entry${i}`;
     if (!ID_RE.test(id)) throw new MenuFileError(`${at}.id`, "use 1-64 letters, digits, '-' or '_'");
-    if (RESERVED_IDS.has(id) || id.startsWith("iso")) {
+    if (RESERVED_IDS.has(id) || id.startsWith("iso") || id.startsWith(DROPIN_ID_PREFIX)) {
       throw new MenuFileError(`${at}.id`, `'${id}' is reserved by the generated menu`);
     }
     if (ids.has(id)) throw new MenuFileError(`${at}.id`, `duplicate id '${id}'`);
@@ -182,8 +188,13 @@ export function parseMenuFile(text: string): MenuFile {
     });
   });
   const def = optionalString(data, "default", "default");
-  if (def !== undefined && def !== "local" && def !== "shell" && !ids.has(def) && !def.startsWith("iso:")) {
-    throw new MenuFileError("default", `'${def}' is not an entry id, 'local', 'shell' or 'iso:PATH'`);
+  const prefixed = def !== undefined &&
+    ["iso:", KERNEL_DEFAULT_PREFIX, SCRIPT_DEFAULT_PREFIX].some((p) => def.startsWith(p));
+  if (def !== undefined && def !== "local" && def !== "shell" && !ids.has(def) && !prefixed) {
+    throw new MenuFileError(
+      "default",
+      `'${def}' is not an entry id, 'local', 'shell', 'iso:PATH', 'kernel:FOLDER' or 'script:NAME'`,
+    );
   }
   return { title, timeout, default: def, entries };
 }

@@ -63,7 +63,16 @@ async function withServers(
 }
 
 Deno.test("generated files: the same bytes over TFTP and HTTP, for every generated name", async () => {
-  await withServers({ "menu.json": MENU, "images/rescue.iso": "iso", "debian/linux": "k" }, async (t, h) => {
+  const tree = {
+    "menu.json": MENU,
+    "images/rescue.iso": "iso",
+    "debian/linux": "k",
+    "live/vmlinuz": "k", // a drop-in kernel folder
+    "live/initrd.img": "i",
+    "live/cmdline.txt": "boot=live\n",
+    "rescue.ipxe": "#!ipxe\n", // a drop-in script
+  };
+  await withServers(tree, async (t, h) => {
     for (const name of GENERATED_FILES) {
       const overTftp = await curlBytes(`tftp://127.0.0.1:${t}/${name}`);
       const overHttp = await curlBytes(`http://127.0.0.1:${h}/${name}`);
@@ -77,8 +86,12 @@ Deno.test("generated files: the same bytes over TFTP and HTTP, for every generat
       ipxe,
       new RegExp(`sanboot --no-describe --drive 0x80 http://127\\.0\\.0\\.1:${h}/images/rescue\\.iso`),
     );
+    match(ipxe, /item dropin-kernel0 live/);
+    match(ipxe, /kernel \$\{pypxe-files\}\/live\/vmlinuz initrd=initrd\.img boot=live /);
+    match(ipxe, /chain \$\{pypxe-files\}\/rescue\.ipxe /);
     const grub = new TextDecoder().decode(await curlBytes(`tftp://127.0.0.1:${t}/grub/grub.cfg`));
     match(grub, /menuentry 'Debian'/);
+    match(grub, /menuentry 'live' --id 'dropin-kernel0'/);
   });
 });
 
@@ -95,12 +108,23 @@ Deno.test("generated files: a user's file of a generated name wins over both pro
   });
 });
 
-Deno.test("generated files: without HTTP no iPXE menu is generated; the tree's own boot.ipxe is served", async () => {
-  await withServers({ "menu.json": MENU }, async (t, _h, served) => {
+Deno.test("generated files: without HTTP boot.ipxe is generated over TFTP only when the tree has something to list", async () => {
+  await withServers({ "pxelinux.cfg/default": "DEFAULT local\n" }, async (t, _h, served) => {
     served.httpPort = null;
+    // nothing to list: the tree's own (here the embedded) boot.ipxe
     equal(
       new TextDecoder().decode(await curlBytes(`tftp://127.0.0.1:${t}/boot.ipxe`)),
       "#!ipxe\n# embedded\n",
     );
   });
+  await withServers(
+    { "menu.json": MENU, "live/vmlinuz": "k", "live/initrd.img": "i" },
+    async (t, _h, served) => {
+      served.httpPort = null;
+      const menu = new TextDecoder().decode(await curlBytes(`tftp://127.0.0.1:${t}/boot.ipxe`));
+      match(menu, /^set pypxe-files tftp:\/\/127\.0\.0\.1$/m);
+      match(menu, /item deb Debian/);
+      match(menu, /item dropin-kernel0 live/);
+    },
+  );
 });
