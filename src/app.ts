@@ -23,6 +23,10 @@ import { type ConnectionCaps, processCaps } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs } from "./netboot/fs.ts";
 import { BootFiles } from "./netboot/files.ts";
+import { MACHINE_COMMANDS, runMachineCommand } from "./machines/cli.ts";
+import { MachinesError } from "./machines/keys.ts";
+import { MachineBoot, machinesStateFile } from "./machines/runtime.ts";
+import { createMachinesService } from "./machines/service.ts";
 import {
   guardProcess,
   logBootEvents,
@@ -66,6 +70,7 @@ export const SERVICE_FACTORIES: ServiceFactory[] = [
   createHttpService,
   createDhcpService,
   createNbdService,
+  createMachinesService,
 ];
 
 /** What the command line asks for, once parsed and validated. */
@@ -81,6 +86,7 @@ interface Request {
 
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
+  if (MACHINE_COMMANDS.includes(args[0])) return await runMachineCommand(args, io);
   const request = await readRequest(args, io);
   if (typeof request === "number") return request;
   const { config } = request.built;
@@ -115,7 +121,14 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     const stopped = runUntilSignal(group, { signal: io.signal });
     const unguard = guardProcess();
     for (const warning of await startupWarnings(config, netboot)) log.warn(warning);
-    for (const line of await banner(request.built, netboot, services, caps)) log.info(line);
+    const bannerLines = await banner(request.built, netboot, services, caps);
+    for (const line of bannerLines) log.info(line);
+    status.describe({
+      version: VERSION,
+      started: Date.now(),
+      services: services.map((s) => ({ name: s.name, endpoints: s.endpoints() })),
+      notes: bannerLines.filter((l) => /^ {2}(netboot|boot files|dhcp):/.test(l)).map((l) => l.trim()),
+    });
     if (showStatus) view = new TtyStatusView(status, writeErr);
     io.onReady?.(group);
     await stopped;
@@ -231,10 +244,14 @@ async function startServices(
     http: config.HTTP_MAX_CONNECTIONS,
     nbd: config.NBD_MAX_CONNECTIONS,
   });
+  const machines = await openMachines(config);
+  if (typeof machines === "number") return machines;
+  if (machines !== undefined) events.subscribe((e) => machines.onEvent(e));
   const files = new BootFiles({
     netboot,
     httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
     advertiseHost: advertisedHost(config),
+    machines,
   });
   const ctx: ServiceContext = {
     config,
@@ -244,6 +261,7 @@ async function startServices(
     staticLeases: request.staticLeases,
     status,
     caps,
+    machines,
   };
   const services = SERVICE_FACTORIES.map((make) => make(ctx)).filter((s): s is Service => s !== null);
   const group = new ServiceGroup(services);
@@ -256,7 +274,7 @@ async function startServices(
   }
   if (request.ids !== undefined) {
     try {
-      const stateFiles = [config.LEASES_FILE].filter((f) => f !== "");
+      const stateFiles = [config.LEASES_FILE, machinesStateFile(config.MACHINES_DIR)].filter((f) => f !== "");
       for (const note of dropPrivileges(request.ids, { stateFiles })) log.warn(note);
       log.info(`dropped root: now uid ${request.ids.uid} gid ${request.ids.gid}`);
     } catch (err) {
@@ -266,6 +284,22 @@ async function startServices(
     }
   }
   return { group, services, caps };
+}
+
+/** Per-machine boot when `--machines`, `--boot-api` or `--api-listen` asks for it; exit 2 on a broken set. */
+async function openMachines(config: PxeConfig): Promise<MachineBoot | undefined | number> {
+  if (config.MACHINES_DIR === "" && config.BOOT_API === "" && config.API_LISTEN === "") return undefined;
+  try {
+    return await MachineBoot.open({
+      dir: config.MACHINES_DIR,
+      bootApi: config.BOOT_API,
+      bootApiTimeoutMs: config.BOOT_API_TIMEOUT,
+    });
+  } catch (err) {
+    if (!(err instanceof MachinesError)) throw err;
+    Deno.stderr.writeSync(new TextEncoder().encode(`pypxe: error: --machines ${err.message}\n`));
+    return 2;
+  }
 }
 
 /**

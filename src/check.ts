@@ -11,6 +11,8 @@ import { SAMPLE_CLIENTS } from "./clients.ts";
 import { describeBindError, inSubnet, ipv4Interfaces, maskToPrefix, networkOf } from "./net.ts";
 import { leaseStoreFor } from "./dhcp/responder.ts";
 import type { StaticLeases } from "./static_leases.ts";
+import { MachineBoot } from "./machines/runtime.ts";
+import { readTokenFile } from "./machines/api.ts";
 import { errText } from "./errors.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 
@@ -145,6 +147,28 @@ async function leaseProblems(config: PxeConfig, staticLeases: StaticLeases): Pro
   return problems;
 }
 
+/** `--machines`: the set is readable (else a problem naming the file and key), what known machines get. */
+async function machinesReport(config: PxeConfig, problems: string[]): Promise<string[]> {
+  if (config.API_LISTEN !== "" && config.API_TOKEN_FILE !== "") {
+    await readTokenFile(config.API_TOKEN_FILE).catch((err) => problems.push(errText(err)));
+  }
+  if (config.MACHINES_DIR === "") return [];
+  try {
+    const { set, lines } = await MachineBoot.preview(config.MACHINES_DIR);
+    const groups = set.groups.map((g) => `${g.name} -> ${g.profile}${g.once ? " (once)" : ""}`);
+    return [
+      `Machines (${config.MACHINES_DIR}): ${set.profiles.size} profile(s): ${
+        [...set.profiles.keys()].join(", ") || "none"
+      }`,
+      `  groups: ${groups.join(", ") || "none"}`,
+      ...(lines.length === 0 ? ["  no machine seen yet"] : lines.map((l) => `  ${l}`)),
+    ];
+  } catch (err) {
+    problems.push(`--machines ${errText(err)}`);
+    return [];
+  }
+}
+
 function pad(cells: string[], widths: number[]): string {
   return cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
 }
@@ -202,9 +226,11 @@ export async function runCheck(opts: {
       );
     }
   }
+  const machineLines = await machinesReport(config, problems);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = [`Replies pypxe would send (${config.DHCP_MODE_PROXY ? "proxyDHCP" : "DHCP"}):`];
   for (const row of rows) lines.push("  " + pad(row, widths));
+  lines.push(...machineLines);
   lines.push("Ports:");
   const ports = portsOf(config);
   if (ports.length === 0) lines.push("  none (no service enabled)");

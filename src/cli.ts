@@ -145,6 +145,7 @@ const GROUP_TITLES: Readonly<Record<SettingGroup, string>> = {
   nbd: "Network Block Device arguments",
   tftp: "TFTP service arguments",
   http: "HTTP service arguments",
+  machines: "Per-machine boot arguments",
 };
 
 /** The default as `--help` shows it: the row's `defaultText`, else its value in PyPXE's spelling. */
@@ -163,6 +164,7 @@ export function helpText(version: string): string {
     nbd: [],
     tftp: [],
     http: [],
+    machines: [],
   };
   for (const [name, c] of Object.entries(COMMANDS)) {
     rows.main.push([name + (c.metavar ? ` ${c.metavar}` : ""), c.help]);

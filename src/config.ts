@@ -139,6 +139,26 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
       }
       return { ok: true, value };
     }
+    case "url-or-empty": {
+      if (value === "") return { ok: true, value };
+      let url: URL | null = null;
+      try {
+        url = typeof value === "string" ? new URL(value) : null;
+      } catch {
+        url = null;
+      }
+      return url !== null && (url.protocol === "http:" || url.protocol === "https:")
+        ? { ok: true, value: (value as string).replace(/\/+$/, "") }
+        : { ok: false, reason: `expected an http:// or https:// URL, got ${shown}` };
+    }
+    case "listen-or-empty": {
+      if (value === "") return { ok: true, value };
+      const m = typeof value === "string" ? /^(.+):(\d{1,5})$/.exec(value) : null;
+      const host = m?.[1].replace(/^\[(.*)\]$/, "$1");
+      return m !== null && host !== undefined && isHost(host) && Number(m[2]) >= 1 && Number(m[2]) <= 65535
+        ? { ok: true, value }
+        : { ok: false, reason: `expected ADDR:PORT such as 127.0.0.1:8067, got ${shown}` };
+    }
   }
 }
 

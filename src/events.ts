@@ -26,6 +26,8 @@ export interface DhcpEvent {
   readonly bootFile?: string;
   /** Why the reply (or silence) happened, when noteworthy. */
   readonly reason?: string;
+  /** The DHCP server the client chose instead of this one (its REQUEST named another server id). */
+  readonly server?: string;
 }
 
 /** A file transfer began (TFTP, HTTP) or a block export was opened (NBD). */
@@ -72,12 +74,27 @@ export interface ConnectionEvent {
   readonly outcome: "refused" | "timed-out";
 }
 
+/** A file request answered with an error before any transfer began (TFTP ERROR, HTTP 403/404). */
+export interface FileRefusedEvent {
+  readonly kind: "file-refused";
+  readonly service: ServiceName;
+  /** Client address `ip:port`. */
+  readonly client: string;
+  /** The name the client asked for. */
+  readonly file: string;
+  /** `not-found`, or `forbidden` (outside the tree, unreadable). */
+  readonly reason: "not-found" | "forbidden";
+  /** True for misses that are part of a normal boot (PXELINUX config probes, optional files). */
+  readonly routine: boolean;
+}
+
 /** Everything a service can report. */
 export type BootEvent =
   | DhcpEvent
   | TransferStartEvent
   | TransferProgressEvent
   | TransferEndEvent
+  | FileRefusedEvent
   | ConnectionEvent;
 
 /** A subscriber callback. */

@@ -16,6 +16,7 @@ import type { NetbootFs } from "./netboot/fs.ts";
 import type { BootFiles } from "./netboot/files.ts";
 import type { StaticLeases } from "./static_leases.ts";
 import type { StatusBoard } from "./status.ts";
+import type { MachineBoot } from "./machines/runtime.ts";
 
 /** A protocol server that can be started and stopped. */
 export interface Service {
@@ -43,6 +44,8 @@ export interface ServiceContext {
   readonly status?: StatusBoard;
   /** Connection caps sized from the open-file limit (see `src/limits.ts`); absent: each service's default. */
   readonly caps?: ConnectionCaps;
+  /** Per-machine boot (`--machines`, `--boot-api`), when configured. */
+  readonly machines?: MachineBoot;
 }
 
 /** A service factory; returns null when the service is off in `config`. */

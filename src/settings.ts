@@ -73,6 +73,16 @@ export interface PxeConfig {
   STATUS: boolean;
   USER: string;
   GROUP: string;
+  /** Machine profiles and groups (`DIR/profiles/*.json`, `DIR/groups/*.json`); "" = none. */
+  MACHINES_DIR: string;
+  /** A pixiecore-compatible boot API asked per client; "" = none. */
+  BOOT_API: string;
+  /** Milliseconds the boot API may take before the groups decide. */
+  BOOT_API_TIMEOUT: number;
+  /** `ADDR:PORT` of the machine API; "" = off. */
+  API_LISTEN: string;
+  /** File holding the bearer token of the machine API's write requests. */
+  API_TOKEN_FILE: string;
 }
 
 /** A configuration key. */
@@ -91,6 +101,8 @@ export interface SettingValues {
   "ip-list": string;
   "path-list": string | string[];
   services: string;
+  "url-or-empty": string;
+  "listen-or-empty": string;
 }
 
 /** How a value is checked and parsed. */
@@ -102,7 +114,7 @@ export type SettingKindFor<T> = unknown extends T ? SettingKind : {
 }[SettingKind];
 
 /** The `--help` group a setting is listed under (PyPXE's README tables, then ours). */
-export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http";
+export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http" | "machines";
 
 /** One row of the settings table: type, default, flag(s) and help of one JSON key. */
 export interface Setting<T = unknown> {
@@ -658,6 +670,55 @@ export const SETTINGS: SettingsTable = {
     max: 86_400,
     ours: true,
     help: "Seconds a client may take to finish the NBD handshake before it is disconnected",
+  },
+  MACHINES_DIR: {
+    kind: "string",
+    group: "machines",
+    default: "",
+    flag: "--machines",
+    metavar: "DIR",
+    ours: true,
+    help:
+      "Per-machine boot: profiles (DIR/profiles/*.json) and groups (DIR/groups/*.json); reloaded on SIGHUP",
+  },
+  BOOT_API: {
+    kind: "url-or-empty",
+    group: "machines",
+    default: "",
+    flag: "--boot-api",
+    metavar: "URL",
+    ours: true,
+    help: "Ask this pixiecore-compatible API what each machine boots (GET URL/v1/boot/MAC)",
+  },
+  BOOT_API_TIMEOUT: {
+    kind: "int",
+    group: "machines",
+    default: 2000,
+    flag: "--boot-api-timeout",
+    metavar: "MS",
+    min: 50,
+    max: 60_000,
+    ours: true,
+    help: "Milliseconds the boot API may take; then the groups decide",
+  },
+  API_LISTEN: {
+    kind: "listen-or-empty",
+    group: "machines",
+    default: "",
+    flag: "--api-listen",
+    metavar: "ADDR:PORT",
+    ours: true,
+    defaultText: "off",
+    help: "Serve the machine API (inventory, one-shot next boot) on ADDR:PORT, e.g. 127.0.0.1:8067",
+  },
+  API_TOKEN_FILE: {
+    kind: "string",
+    group: "machines",
+    default: "",
+    flag: "--api-token-file",
+    metavar: "FILE",
+    ours: true,
+    help: "Bearer token for the machine API's write requests (without it, writes are refused)",
   },
 };
 

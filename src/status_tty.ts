@@ -5,7 +5,8 @@
  * @module
  */
 import { compactSize } from "./format.ts";
-import type { ClientStatus, StatusBoard } from "./status.ts";
+import type { ClientStatus, StatusBoard, StatusSnapshot } from "./status.ts";
+import { sizeText } from "./status/timeline.ts";
 
 const STAGE_TEXT: Record<ClientStatus["stage"], string> = {
   dhcp: "DHCP",
@@ -15,10 +16,47 @@ const STAGE_TEXT: Record<ClientStatus["stage"], string> = {
   done: "done",
 };
 
-/** Renders the table rows (no escape codes); `now` in Unix ms. */
-export function renderStatusTable(clients: readonly ClientStatus[], now: number, maxRows = 8): string[] {
-  if (clients.length === 0) return ["-- pypxe: waiting for clients --"];
-  const lines = [`-- pypxe: ${clients.length} client(s) --`];
+/** The column names, aligned with the rows. */
+const HEADER_ROW = [
+  "CLIENT".padEnd(17),
+  "TYPE".padEnd(12),
+  "IP".padEnd(15),
+  "STAGE ",
+  "FILE".padEnd(24),
+  "PROGRESS".padEnd(12),
+  "    ",
+  "RATE".padStart(9),
+  "SEEN",
+].join(" ");
+
+/** The services line: `-- pypxe · dhcp 0.0.0.0:67 · tftp 0.0.0.0:69 --` (first endpoint of each, no protocol). */
+function servicesLine(snap: StatusSnapshot): string {
+  const services = snap.server.services.map((s) => {
+    const first = (s.endpoints[0] ?? "").replace(/^(UDP|TCP) /, "");
+    return first ? `${s.name} ${first}` : s.name;
+  });
+  return `-- pypxe${services.map((s) => ` · ${s}`).join("")} --`;
+}
+
+/**
+ * Renders the table (no escape codes): the services line, the totals, the column names, one row per
+ * client and, under a client whose boot stopped, its hint (a line starting with `  ! `). `now` in Unix ms
+ * (default the snapshot's time).
+ */
+export function renderStatusTable(
+  snap: StatusSnapshot,
+  opts: { now?: number; maxRows?: number } = {},
+): string[] {
+  const now = opts.now ?? snap.time;
+  const maxRows = opts.maxRows ?? 8;
+  const { clients, totals } = snap;
+  const lines = [servicesLine(snap)];
+  if (clients.length === 0) return [...lines, "   waiting for clients"];
+  lines.push(
+    `   ${totals.clients} client(s): ${totals.booting} booting, ${totals.done} done, ${totals.failed} failed · ` +
+      `${totals.transfers} transfer(s) running · ${sizeText(totals.bytes)} served`,
+    HEADER_ROW,
+  );
   for (const c of clients.slice(0, maxRows)) {
     const pct = c.total ? Math.min(100, Math.round((100 * c.bytes) / c.total)) : c.stage === "done" ? 100 : 0;
     const filled = Math.round(pct / 10);
@@ -31,7 +69,7 @@ export function renderStatusTable(clients: readonly ClientStatus[], now: number,
         (c.mac ?? c.ip ?? "?").padEnd(17),
         (c.label ?? "").padEnd(12).slice(0, 12),
         (c.ip ?? "").padEnd(15),
-        STAGE_TEXT[c.stage].padEnd(6),
+        (c.state === "failed" ? "FAILED" : STAGE_TEXT[c.stage]).padEnd(6),
         file.padEnd(24),
         bar,
         `${String(pct).padStart(3)}%`,
@@ -39,6 +77,7 @@ export function renderStatusTable(clients: readonly ClientStatus[], now: number,
         seen.padStart(4),
       ].join(" "),
     );
+    if (c.hints.length > 0) lines.push(`  ! ${c.hints[0].short}`);
   }
   if (clients.length > maxRows) lines.push(`   … and ${clients.length - maxRows} more`);
   return lines;
@@ -102,8 +141,9 @@ export class TtyStatusView {
   }
 
   #draw(): string {
-    const lines = renderStatusTable(this.#board.clients(), this.#now());
+    const lines = renderStatusTable(this.#board.snapshot(), { now: this.#now() });
     this.#height = lines.length;
-    return lines.map((l) => `\x1b[2m${l}\x1b[0m`).join("\n") + "\n";
+    // the table is dim so the log above stays the eye-catcher; a stopped boot's hint is red
+    return lines.map((l) => `${l.startsWith("  ! ") ? "\x1b[31m" : "\x1b[2m"}${l}\x1b[0m`).join("\n") + "\n";
   }
 }

@@ -41,6 +41,8 @@ import {
   policyOptionsFrom,
 } from "./policy.ts";
 import { proxyReply } from "./pxe.ts";
+import { applyMachineDecision, type DhcpMachines } from "./machine.ts";
+import { machineFacts } from "../machines/facts.ts";
 import { leaseReply, nakReply } from "./replies.ts";
 
 export type { Destination, Incoming } from "./destination.ts";
@@ -92,6 +94,8 @@ export interface DhcpResponderOptions {
   declineTime?: number;
   /** The lease store; default {@linkcode leaseStoreFor} these options. */
   leases?: LeaseStore;
+  /** Per-machine boot (`--machines`, `--boot-api`): its decision changes the boot file (`machine.ts`). */
+  machines?: DhcpMachines;
 }
 
 /** One datagram to send. */
@@ -185,6 +189,21 @@ export class DhcpResponder {
     else log[level](literal(message()));
   }
 
+  /**
+   * What `handle(bytes)` must wait for first: the boot API's answer for this machine, when per-machine
+   * boot asks one that is not cached; null when `handle` can answer at once. Never rejects.
+   */
+  prepare(bytes: Uint8Array): Promise<unknown> | null {
+    const machines = this.#opts.machines;
+    if (machines === undefined || !machines.enabled) return null;
+    try {
+      const facts = machineFacts(decodeDhcp(bytes));
+      return machines.decideNow(facts) === null ? machines.decide(facts) : null;
+    } catch {
+      return null; // handle() reports the malformed datagram
+    }
+  }
+
   /** Handles one datagram; returns what to send. Never throws: bad input is logged at DEBUG and dropped. */
   handle(bytes: Uint8Array, from: Incoming): Outgoing[] {
     let req: DhcpPacket;
@@ -273,7 +292,15 @@ export class DhcpResponder {
   /** The client as the policy sees it and the policy's answer for it (warnings logged). */
   #decide(req: DhcpPacket): { client: ClientInfo; decision: BootDecision } {
     const client = describeClient(req);
-    const decision = bootFileFor(client, { ...this.#policy, staticRom: this.#static.get(req.mac)?.rom });
+    let decision = bootFileFor(client, { ...this.#policy, staticRom: this.#static.get(req.mac)?.rom });
+    const machines = this.#opts.machines;
+    if (machines?.enabled) {
+      const facts = machineFacts(req, req.ciaddr === "0.0.0.0" ? {} : { ip: req.ciaddr });
+      machines.seen(facts);
+      // not cached (the boot API's answer was not there in time): the groups decide this once
+      const machine = machines.decideNow(facts, true) ?? { kind: "default" as const };
+      decision = applyMachineDecision(decision, machine, { ...client, mac: req.mac }, this.#policy);
+    }
     if (decision.warning) {
       const warning = decision.warning;
       this.#note("policy", "warn", () => `${req.mac}: ${warning}`, "boot-policy warnings");

@@ -21,7 +21,13 @@ import { describeBindError } from "../net.ts";
 import type { Service, ServiceFactory } from "../server.ts";
 import { loadStaticLeases } from "../static_leases.ts";
 import { errText, literal, log } from "./log.ts";
-import { DhcpResponder, type DhcpResponderOptions, type Incoming, leaseStoreFor } from "./responder.ts";
+import {
+  DhcpResponder,
+  type DhcpResponderOptions,
+  type Incoming,
+  leaseStoreFor,
+  type Outgoing,
+} from "./responder.ts";
 
 /** Options of {@linkcode DhcpServer}: the responder's, plus the sockets'. */
 export interface DhcpServerOptions extends DhcpResponderOptions {
@@ -34,6 +40,9 @@ export interface DhcpServerOptions extends DhcpResponderOptions {
   /** Opens the sockets; default `Deno.listenDatagram` (tests wrap it to inject failures). */
   listenDatagram?: ListenDatagram;
 }
+
+/** Datagrams waiting for the boot API at most; beyond it the client's retransmission is answered. */
+const MAX_WAITING = 256;
 
 /** Opens a UDP socket, like `Deno.listenDatagram`. */
 export type ListenDatagram = (options: Deno.UdpListenOptions & { transport: "udp" }) => Deno.DatagramConn;
@@ -51,6 +60,8 @@ export class DhcpServer implements Service {
   #proxy: Deno.DatagramConn | null = null;
   #loops: Promise<void>[] = [];
   readonly #sending = new Set<Promise<void>>();
+  /** Datagrams waiting for the boot API's answer. */
+  #waiting = 0;
   #stopping = false;
   readonly #listenDatagram: ListenDatagram;
   /** Aborted by `stop()`: ends backoff waits at once. */
@@ -252,29 +263,50 @@ export class DhcpServer implements Service {
         await backoff(delay, this.#abort.signal);
         continue;
       }
-      const replies = this.responder.handle(data, { hostname: addr.hostname, port: addr.port, on });
-      for (const out of replies) {
-        const sock = out.via === "proxy" ? this.#proxy : (this.#send ?? this.#recv);
-        if (!sock) continue;
-        // not awaited one by one: the next datagram is read while the kernel sends this one
-        const sending: Promise<void> = sock.send(out.bytes, {
-          transport: "udp",
-          hostname: out.hostname,
-          port: out.port,
-        })
-          .then(() => {}, (err) => {
-            if (this.#stopping) return;
-            this.#note(
-              "send",
-              "warn",
-              () => `DHCP send to ${out.hostname}:${out.port} failed: ${errText(err)}`,
-              "DHCP sends failed",
-            );
-          })
-          .finally(() => this.#sending.delete(sending));
-        this.#sending.add(sending);
-        if (this.#sending.size > 256) await Promise.race(this.#sending);
+      const from = { hostname: addr.hostname, port: addr.port, on };
+      const wait = this.responder.prepare(data);
+      if (wait !== null) {
+        // the boot API is asked for this machine: answer when it has (within its timeout), meanwhile
+        // read on; beyond MAX_WAITING such datagrams the client's retransmission is answered instead
+        if (this.#waiting >= MAX_WAITING) continue;
+        const copy = data.slice();
+        this.#waiting++;
+        const answered: Promise<void> = wait.then(() => {
+          if (!this.#stopping) return this.#sendAll(this.responder.handle(copy, from));
+        }).finally(() => {
+          this.#waiting--;
+          this.#sending.delete(answered);
+        });
+        this.#sending.add(answered);
+        continue;
       }
+      await this.#sendAll(this.responder.handle(data, from));
+    }
+  }
+
+  /** Sends replies without awaiting each one (the next datagram is read while the kernel sends). */
+  async #sendAll(replies: readonly Outgoing[]): Promise<void> {
+    for (const out of replies) {
+      const sock = out.via === "proxy" ? this.#proxy : (this.#send ?? this.#recv);
+      if (!sock) continue;
+      // not awaited one by one: the next datagram is read while the kernel sends this one
+      const sending: Promise<void> = sock.send(out.bytes, {
+        transport: "udp",
+        hostname: out.hostname,
+        port: out.port,
+      })
+        .then(() => {}, (err) => {
+          if (this.#stopping) return;
+          this.#note(
+            "send",
+            "warn",
+            () => `DHCP send to ${out.hostname}:${out.port} failed: ${errText(err)}`,
+            "DHCP sends failed",
+          );
+        })
+        .finally(() => this.#sending.delete(sending));
+      this.#sending.add(sending);
+      if (this.#sending.size > 256) await Promise.race(this.#sending);
     }
   }
 }
@@ -301,5 +333,6 @@ export const createDhcpService: ServiceFactory = (ctx) => {
     events: ctx.events,
     pxeOnly: c.DHCP_PXE_ONLY,
     domain: c.DHCP_DOMAIN === "" ? undefined : c.DHCP_DOMAIN,
+    machines: ctx.machines,
   });
 };

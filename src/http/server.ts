@@ -13,7 +13,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
-import { NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
+import { isRoutineMiss, NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
 import { BootFiles } from "../netboot/files.ts";
 import { isResourceExhaustion } from "../limits.ts";
 import { LogThrottle } from "../log_throttle.ts";
@@ -276,6 +276,14 @@ export class HttpServer implements Service {
       served = { name, file, meta: fileMeta(file), body: await this.#files.bytes(file) };
     } catch (err) {
       if (!(err instanceof NetbootError)) throw err;
+      this.#opts.events?.emit({
+        kind: "file-refused",
+        service: "http",
+        client: `${info.remoteAddr.hostname}:${info.remoteAddr.port}`,
+        file: name,
+        reason: err.code === "forbidden" ? "forbidden" : "not-found",
+        routine: isRoutineMiss(name) || name === "favicon.ico",
+      });
       if (err.code === "forbidden") return fail(403, "access denied");
       return fail(404, err.code === "is-directory" ? "is a directory" : "no such file");
     }

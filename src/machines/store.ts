@@ -128,7 +128,7 @@ export class MachineStore implements BootMemory {
   /** Machines with time-only changes not yet journalled. */
   readonly #untouched = new Set<string>();
 
-  /** Creates an empty store; call `load()` to read the file. */
+  /** Creates an empty store; call `load()` to read the file (`load({ dryRun: true })` writes nothing). */
   constructor(opts: MachineStoreOptions) {
     this.#now = opts.now;
     this.#touchMs = opts.touchInterval ?? 60_000;
@@ -329,7 +329,7 @@ export class MachineStore implements BootMemory {
   }
 
   /** Reads the snapshot and journals; unreadable entries and lines are skipped with a warning naming them. */
-  async load(): Promise<void> {
+  async load(opts: { dryRun?: boolean } = {}): Promise<void> {
     if (this.#journal === null) return;
     const { table, tableSource, records } = await this.#journal.replay();
     if (Object.keys(table).length > 0 && table.format !== FORMAT) {
@@ -345,7 +345,7 @@ export class MachineStore implements BootMemory {
     }
     for (const { value, source } of records) this.#replay(value, source);
     this.#evict();
-    await this.flush(); // fold the journals into the snapshot
+    if (!opts.dryRun) await this.flush(); // fold the journals into the snapshot (not for --check)
   }
 
   #replay(value: unknown, source: string): void {

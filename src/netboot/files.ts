@@ -8,7 +8,8 @@
  * `boot.ipxe`, over TFTP, and only when the tree has something to list: a `menu.json`, a kernel folder
  * or an iPXE script, see `dropins.ts`); then the embedded tree; then the generated `grub/grub.cfg`.
  * Generated menus name the server by the address the client can reach (the local interface on the
- * client's subnet, else the advertised address).
+ * client's subnet, else the advertised address). With per-machine boot on (`machines`), the per-machine
+ * files of `machine.ts` come first (after the overlay's file of the same name).
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -18,6 +19,16 @@ import { type DropIns, DropInScanner } from "./dropins.ts";
 import { NetbootError, type NetbootFile, type NetbootFs, normaliseName } from "./fs.ts";
 import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
 import { ipxeMenu } from "./ipxe.ts";
+import type { MachineDecision } from "../machines/runtime.ts";
+import {
+  GRUB_MACHINE_HOOK,
+  grubMachineConfig,
+  ipxeMachineScript,
+  type MachineFileName,
+  machineFileName,
+  profileFiles,
+  pxelinuxMachineConfig,
+} from "./machine.ts";
 import { type IsoImage, MENU_FILE_NAME, type MenuFile, MenuFileError, parseMenuFile } from "./menu.ts";
 
 /** Names answered with a generated iPXE menu (when HTTP is on) unless the overlay holds that file. */
@@ -44,6 +55,23 @@ export interface BootFilesOptions {
   readonly revalidateMs?: number;
   /** Local IPv4 interfaces (tests inject them); default: the host's, plus loopback. */
   readonly interfaces?: () => readonly Ipv4Interface[];
+  /** Per-machine boot (`--machines`, `--boot-api`): per-machine files are generated from its answers. */
+  readonly machines?: MachineChooser;
+}
+
+/** What the netboot layer asks the per-machine boot state (`machines/runtime.ts`). */
+export interface MachineChooser {
+  /** False when neither profiles nor a boot API are configured. */
+  readonly enabled: boolean;
+  /** What `mac` boots (never rejects). */
+  decideFor(mac: string): Promise<MachineDecision>;
+  /** The machine at `clientIp` got its per-machine file: the boot counts once `files` were all sent. */
+  expect(
+    clientIp: string,
+    mac: string,
+    decision: MachineDecision & { kind: "profile" },
+    files: string[],
+  ): void;
 }
 
 /** The tree's ISO images, memdisk and drop-ins, listed at most every `revalidateMs`. */
@@ -90,6 +118,7 @@ export class BootFiles {
   readonly #scanner = new DropInScanner();
   /** The drop-in warnings last logged, so a listing logs them once, not at every revalidation. */
   #warned = "";
+  readonly #machines: MachineChooser | undefined;
 
   /** Creates the view; nothing is read until the first lookup. */
   constructor(opts: BootFilesOptions) {
@@ -98,6 +127,7 @@ export class BootFiles {
     this.#advertise = opts.advertiseHost;
     this.#revalidateMs = opts.revalidateMs ?? 1000;
     this.#interfaces = opts.interfaces ?? localInterfaces;
+    this.#machines = opts.machines;
     this.#bodies = new FileCache({
       maxFileBytes: opts.cacheFileMax ?? 4 << 20,
       maxTotalBytes: opts.cacheTotalMax ?? 64 << 20,
@@ -110,6 +140,14 @@ export class BootFiles {
    */
   async resolve(name: string, clientIp?: string): Promise<NetbootFile> {
     const key = normaliseName(name).join("/").toLowerCase();
+    const perMachine = this.#machines?.enabled ? machineFileName(key) : null;
+    if (perMachine !== null) {
+      const real = await this.#lookup(name);
+      if (real !== null && real.layer === "overlay") return real;
+      const file = await this.#machineFile(key, perMachine, clientIp);
+      if (file !== null) return file;
+      throw new NetbootError("not-found", name, "no per-machine file for this machine");
+    }
     if (this.httpPort !== null && IPXE_MENU_NAMES.includes(key)) {
       const real = await this.#lookup(name);
       if (real !== null && real.layer === "overlay") return real;
@@ -217,10 +255,61 @@ export class BootFiles {
     return generated(name, text, new Date(Math.max(tree.mtime, menu.mtime.getTime())));
   }
 
+  /** A machine's generated file (see `machine.ts`); null when the loader should look further. */
+  async #machineFile(key: string, wanted: MachineFileName, clientIp?: string): Promise<NetbootFile | null> {
+    const decision = await this.#machines!.decideFor(wanted.mac);
+    if (decision.kind === "not-ours") return null;
+    const profile = decision.kind === "profile" ? decision.profile : null;
+    const why = decision.kind !== "profile"
+      ? "no profile"
+      : decision.via === "next"
+      ? "one-shot"
+      : decision.via === "api"
+      ? "boot API"
+      : `group ${decision.group}`;
+    const count = (files: string[]) => {
+      if (decision.kind === "profile" && clientIp !== undefined) {
+        this.#machines!.expect(clientIp, wanted.mac, decision, [key, ...files]);
+      }
+    };
+    let text: string | null;
+    if (wanted.loader === "ipxe") {
+      const host = this.hostFor(clientIp);
+      const httpBase = this.httpPort === null
+        ? null
+        : `http://${host}${this.httpPort === 80 ? "" : `:${this.httpPort}`}`;
+      text = profile === null ? null : ipxeMachineScript({
+        mac: wanted.mac,
+        profile,
+        why,
+        fileBase: httpBase ?? `tftp://${host}`,
+        httpBase,
+      });
+      if (text === null) {
+        // no profile, or the menu: what boot(.http).ipxe would be for this client
+        const menuName = this.httpPort !== null ? "boot.http.ipxe" : TFTP_MENU_NAME;
+        const menu = await this.resolve(menuName, clientIp);
+        const bytes = await this.bytes(menu);
+        if (bytes === null) return null;
+        count([]);
+        return generated(key, new TextDecoder().decode(bytes), menu.mtime ?? new Date());
+      }
+    } else if (wanted.loader === "grub") {
+      text = grubMachineConfig(wanted.mac, profile, why);
+    } else {
+      const tree = await this.#treeInputs();
+      text = profile === null ? null : pxelinuxMachineConfig(wanted.mac, profile, { memdisk: tree.memdisk });
+    }
+    if (text === null) return null;
+    count(profile === null ? [] : profileFiles(profile));
+    return generated(key, text, new Date());
+  }
+
   async #grubMenu(): Promise<NetbootFile> {
     const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
     const { kernels, warnings, mtime } = tree.dropins;
-    const text = grubConfig({ menu: menu.menu, notice: menu.notice, kernels, warnings });
+    let text = grubConfig({ menu: menu.menu, notice: menu.notice, kernels, warnings });
+    if (this.#machines?.enabled) text = [...GRUB_MACHINE_HOOK, text].join("\n");
     // dated like menu.json and the kernel folders, so HTTP validators and caches see a change
     return generated(GRUB_CONFIG_NAME, text, new Date(Math.max(menu.mtime.getTime(), mtime)));
   }

@@ -71,6 +71,24 @@ function unusable(entry: MenuEntry): string | null {
   return null;
 }
 
+/** Why GRUB cannot boot `entry` (iPXE variables, a URL GRUB cannot fetch), or null when it can. */
+export function grubUnusable(entry: MenuEntry): string | null {
+  return unusable(entry);
+}
+
+/**
+ * The `linux` and `initrd` lines that load `entry` (call only when {@linkcode grubUnusable} is null).
+ * `cmdline` reaches the kernel as typed (each word quoted: no `;`, `$`, `#`, `&` surprises);
+ * `grub_cmdline` is GRUB syntax, so `$net_default_mac` and friends expand.
+ */
+export function grubLoadLines(entry: MenuEntry): string[] {
+  const cmdline = entry.grubCmdline ??
+    entry.cmdline.split(/\s+/).filter((w) => w !== "").map(grubWord).join(" ");
+  const lines = [`linux ${grubPath(entry.kernel)}${cmdline.trim() === "" ? "" : " " + cmdline}`];
+  if (entry.initrd.length > 0) lines.push(`initrd ${entry.initrd.map((p) => grubPath(p)).join(" ")}`);
+  return lines;
+}
+
 /** GRUB conditions under which an entry is shown (nested `if`s: GRUB's script has no `&&`). */
 function conditions(entry: MenuEntry): string[] {
   const tests: string[] = [];
@@ -122,20 +140,13 @@ export function grubConfig(opts: GrubConfigOptions): string {
   for (const entry of [...entries, ...kernels]) {
     const tests = conditions(entry);
     const indent = "  ".repeat(tests.length);
-    // `cmdline` reaches the kernel as typed (each word quoted: no `;`, `$`, `#`, `&` surprises);
-    // `grub_cmdline` is GRUB syntax, so `$net_default_mac` and friends expand
-    const cmdline = entry.grubCmdline ??
-      entry.cmdline.split(/\s+/).filter((w) => w !== "").map(grubWord).join(" ");
     out.push("");
     tests.forEach((test, i) => out.push(`${"  ".repeat(i)}if ${test}; then`));
     out.push(
       `${indent}menuentry ${grubQuote(entry.label)} --id ${grubQuote(entry.id)} {`,
       `${indent}  echo ${grubQuote(`Loading ${entry.label}...`)}`,
-      `${indent}  linux ${grubPath(entry.kernel)}${cmdline.trim() === "" ? "" : " " + cmdline}`,
+      ...grubLoadLines(entry).map((line) => `${indent}  ${line}`),
     );
-    if (entry.initrd.length > 0) {
-      out.push(`${indent}  initrd ${entry.initrd.map((p) => grubPath(p)).join(" ")}`);
-    }
     out.push(`${indent}}`);
     for (let i = tests.length - 1; i >= 0; i--) out.push(`${"  ".repeat(i)}fi`);
   }

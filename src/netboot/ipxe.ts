@@ -70,7 +70,7 @@ function isUrl(path: string): boolean {
 }
 
 /** The URL a path of the tree is fetched from, or the path itself when it is already a URL. */
-function urlOf(path: string, base: string): string {
+export function urlOf(path: string, base: string): string {
   if (isUrl(path)) return path;
   return `${base}/${encodePath(path.replace(/^\/+/, ""))}`;
 }
@@ -211,8 +211,11 @@ export function ipxeMenu(opts: IpxeMenuOptions): string {
   return out.join("\n") + "\n";
 }
 
-/** The label and commands that boot a kernel/initrd entry. */
-function entryBlock(entry: MenuEntry): string[] {
+/**
+ * The label and commands that boot a kernel/initrd entry (tree paths load from `${pypxe-files}`); on
+ * failure it jumps to `:failed`. Also the body of a machine's kernel profile (`netboot/machine.ts`).
+ */
+export function entryBlock(entry: MenuEntry): string[] {
   const initrdArgs = entry.initrd.map((p) => `initrd=${basename(p)}`).join(" ");
   const args = [initrdArgs, entry.cmdline].filter((s) => s !== "").join(" ");
   const out = [`:${entry.id}`, `echo Booting ${displayText(entry.label)}...`];

@@ -277,6 +277,15 @@ export class TftpServer implements Service {
       if (routine || err.code !== "not-found") log.debug(line, props);
       else log.info(line, props);
       this.#reply(from, code, text);
+      const reason = err.code === "forbidden" ? "forbidden" : "not-found";
+      this.#o.events.emit({
+        kind: "file-refused",
+        service: "tftp",
+        client,
+        file: request.filename,
+        reason,
+        routine,
+      });
       return;
     }
     if (this.#requests.stopping) return;

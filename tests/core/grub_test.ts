@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type MenuEntry, type MenuFile, MenuFileError, parseMenuFile } from "../../src/netboot/menu.ts";
 import { BootFiles, GENERATED_FILES } from "../../src/netboot/files.ts";
-import { findTool, missingTools, requires, toolAvailable } from "../helpers/tools.ts";
+import { missingTools, requires } from "../helpers/tools.ts";
 import { GRUB_CONFIG_NAME, grubConfig, grubPath, grubQuote } from "../../src/netboot/grub.ts";
 import {
   isRoutineMiss,
@@ -19,38 +19,7 @@ import {
   PI_MAX_FILE_SIZE,
   piSizeWarnings,
 } from "../../src/netboot/fs.ts";
-import { run } from "../helpers/run.ts";
-
-// ---------------------------------------------------------------------------------------------------
-// grub-script-check
-
-/** grub-script-check from grub-common, or null when it is not installed. */
-const GRUB_SCRIPT_CHECK = findTool("grub-script-check");
-
-/**
- * Runs grub-script-check on `text`; null when the tool is missing (a notice once; under
- * PYPXE_REQUIRE_E2E=1 it throws instead).
- */
-async function grubScriptCheck(text: string): Promise<{ code: number; output: string } | null> {
-  if (!toolAvailable("GRUB syntax checks", "grub-script-check") || GRUB_SCRIPT_CHECK === null) return null;
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-grubcfg-" });
-  try {
-    const path = join(dir, "grub.cfg");
-    await Deno.writeTextFile(path, text);
-    const r = await run([GRUB_SCRIPT_CHECK, path], { timeoutMs: 20_000 });
-    return { code: r.code, output: r.stdout + r.stderr };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Fails unless GRUB's parser accepts `text` (passes when grub-script-check is not installed, see above). */
-async function assertGrubSyntax(text: string, what: string): Promise<void> {
-  const result = await grubScriptCheck(text);
-  if (result === null) return;
-  const numbered = text.split("\n").map((l, i) => `${String(i + 1).padStart(4)}  ${l}`).join("\n");
-  assert.equal(result.code, 0, `grub-script-check rejects ${what}: ${result.output}\n${numbered}`);
-}
+import { assertGrubSyntax, grubScriptCheck } from "../helpers/grub_syntax.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
