@@ -246,7 +246,10 @@ async function startServices(
   });
   const machines = await openMachines(config);
   if (typeof machines === "number") return machines;
-  if (machines !== undefined) events.subscribe((e) => machines.onEvent(e));
+  if (machines !== undefined) {
+    events.subscribe((e) => machines.onEvent(e));
+    status.setInventory(() => machines.list());
+  }
   const files = new BootFiles({
     netboot,
     httpPort: config.USE_HTTP ? config.HTTP_PORT : null,

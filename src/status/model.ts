@@ -4,6 +4,7 @@
  * event stream.
  * @module
  */
+import type { MachineApiView } from "../machines/api.ts";
 import type { BootEvent, BootEvents } from "../events.ts";
 import { type Hint, hintsFor, QUIET_MS } from "./hints.ts";
 import { BootCounters } from "./metrics.ts";
@@ -88,6 +89,8 @@ export interface StatusSnapshot {
   totals: StatusTotals;
   /** Most recently seen first. */
   clients: ClientStatus[];
+  /** The per-machine inventory (`--machines`, `--boot-api`, `--api-listen`), when it is on. */
+  machines?: MachineApiView[];
 }
 
 /** Clients kept at most; the least recently seen go first. */
@@ -107,6 +110,7 @@ export class StatusBoard {
   readonly #unsubscribe: () => void;
   readonly #listeners = new Set<() => void>();
   #server: ServerSummary = { services: [] };
+  #inventory: (() => MachineApiView[]) | null = null;
 
   /**
    * Subscribes to `events`; `now` is injectable for tests, `quietMs` is the silence after which a
@@ -128,6 +132,11 @@ export class StatusBoard {
   onChange(fn: () => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
+  }
+
+  /** Shows the per-machine inventory (what each machine boots, its one-shot, its last boot). */
+  setInventory(list: () => MachineApiView[]): void {
+    this.#inventory = list;
   }
 
   /** Tells the board what runs (the services and their addresses), for the header. */
@@ -163,6 +172,7 @@ export class StatusBoard {
         bytes: this.#counters.bytes(),
       },
       clients,
+      ...(this.#inventory === null ? {} : { machines: this.#inventory() }),
     };
   }
 

@@ -61,7 +61,24 @@ export function renderStatus(snap: StatusSnapshot): string {
   return `<header><div class="title">pypxe${server.version ? ` <small>${esc(server.version)}</small>` : ""}` +
     `<small>${since}</small></div><div class="services">${services}</div>` +
     (notes ? `<div class="notes">${notes}</div>` : "") +
-    `</header><section class="tiles">${tiles}</section><main>${cards}${more}</main>`;
+    `</header><section class="tiles">${tiles}</section><main>${cards}${more}${renderMachines(snap)}</main>`;
+}
+
+/** The per-machine inventory as a table: what each machine boots now, its one-shot, its last boot. */
+function renderMachines(snap: StatusSnapshot): string {
+  if (snap.machines === undefined) return "";
+  const rows = snap.machines.slice(0, MAX_CARDS).map((m) =>
+    `<tr><td class="mono">${esc(m.mac)}</td><td>${esc(m.arch ?? "-")} ${esc(m.client ?? "")}</td>` +
+    `<td>${esc(m.ip ?? "-")}</td><td>${esc(m.profile ?? "menu")}</td><td>${
+      esc(m.next?.profile ?? "-")
+    }</td>` +
+    `<td>${m.lastBoot ? `${esc(m.lastBoot.profile)}: ${esc(m.lastBoot.stage)}` : "-"}</td></tr>`
+  ).join("");
+  return `<section class="machines"><h2>Machines (${snap.machines.length})</h2>` +
+    (rows === ""
+      ? `<div class="empty">No machine seen yet.</div>`
+      : `<table><tr><th>MAC</th><th>type</th><th>IP</th><th>boots</th><th>next (once)</th><th>last boot</th></tr>${rows}</table>`) +
+    `</section>`;
 }
 
 /** A card per client; its timeline starts open when the boot failed or only `few` cards show. */
@@ -167,6 +184,9 @@ summary{cursor:pointer;color:#3d4656;font-size:13px}
 .timeline tr.error td{color:#b03022}
 .timeline tr.running td:last-child{color:#2a56b0}
 .empty{color:#5b6475;text-align:center;padding:24px}
+.machines h2{font-size:15px;margin:18px 4px 6px}
+.machines table{border-collapse:collapse;width:100%;font-size:12.5px;background:#fff;border-radius:8px}
+.machines th,.machines td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef0f4}
 @media (max-width:520px){.stages li{font-size:11px;white-space:normal;line-height:1.2;padding:3px 1px;display:flex;align-items:center;justify-content:center}}
 #conn{position:absolute;top:12px;right:16px;color:#fff;font-size:12px;opacity:.7}
 `;

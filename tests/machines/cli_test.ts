@@ -1,6 +1,6 @@
 /**
  * `pypxe next` and `pypxe machines` against a running pypxe's machine API (real processes): set and
- * clear a one-shot, the table, the refusals (no token: 403 said in one line; unknown profile; no API).
+ * clear a one-shot, the table, the inventory on /status and /status.json, the refusals (no token: 403 said in one line; unknown profile; no API).
  * The token never appears in pypxe's log.
  */
 import { equal, match, ok } from "node:assert/strict";
@@ -19,13 +19,11 @@ Deno.test("machines cli: next and machines talk to the running server", async ()
   });
   const listen = `127.0.0.1:${freeTcpPort()}`;
   const api = ["--api-listen", listen, "--api-token-file", `${root}/token`];
+  const http = freeTcpPort();
   const server = await startPypxe([
     "--no-tftp",
-    "--netboot-dir",
-    `${root}/tree`,
-    "--machines",
-    `${root}/m`,
-    ...api,
+    ...["--http", "--http-port", String(http), "--http-server-ip", "127.0.0.1"],
+    ...["--netboot-dir", `${root}/tree`, "--machines", `${root}/m`, ...api],
   ]);
   try {
     const set = await runPypxeOnce(["next", "52-54-00-AB-CD-EF", "debian", ...api]);
@@ -37,6 +35,12 @@ Deno.test("machines cli: next and machines talk to the running server", async ()
     match(table.stdout, /\n52:54:00:ab:cd:ef +- +- +- +- +debian +debian +- +-\n/);
     const json = await runPypxeOnce(["machines", "--json", "--api-listen", listen]);
     equal(JSON.parse(json.stdout).machines[0].next.profile, "debian");
+
+    // the inventory is on the status page and in /status.json too
+    const status = await (await fetch(`http://127.0.0.1:${http}/status.json`)).json();
+    equal(status.machines[0].mac, "52:54:00:ab:cd:ef");
+    equal(status.machines[0].next.profile, "debian");
+    match(await (await fetch(`http://127.0.0.1:${http}/status`)).text(), /Machines \(1\)/);
 
     const unknown = await runPypxeOnce(["next", "52:54:00:ab:cd:ef", "nosuch", ...api]);
     equal(unknown.code, 1);
