@@ -3,9 +3,14 @@
  * @module
  */
 
-/** The message of an error, or the value itself as text. */
+/**
+ * The message of an error (with its cause's, as `fetch failed (Connection refused ...)`), or the value
+ * itself as text.
+ */
 export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return cause !== undefined && !err.message.includes(cause) ? `${err.message} (${cause})` : err.message;
 }
 
 /** Closes a connection, listener or file that may already be closed. */

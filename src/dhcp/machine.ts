@@ -3,7 +3,8 @@
  * file. Pure.
  *
  * - a profile, for a client already running iPXE: its per-machine script (`machine/MAC.ipxe`, over HTTP
- *   when HTTP is on), which renders the profile;
+ *   when HTTP is on), which renders the profile; except an iPXE ROM the policy sends to PXELINUX (BIOS
+ *   without `--ipxe`) for a kernel or local profile: PXELINUX boots it from `pxelinux.cfg/01-MAC`;
  * - a profile with `bootfile`, for a first-stage client: that boot file (a URL as given; for a UEFI HTTP
  *   client a tree name becomes an `http://` URL); an iPXE client only gets it when it is a script or URL
  *   (anything else would load iPXE again and loop);
@@ -65,6 +66,11 @@ export function applyMachineDecision(
       };
     }
     if (profile.boot.kind === "menu") return decision;
+    // an iPXE ROM the policy sends on to a first stage (BIOS without --ipxe: pxelinux.0) keeps it: that
+    // loader renders the profile from its own per-machine file (pxelinux.cfg/01-MAC); only what PXELINUX
+    // cannot boot (an iPXE script, a chain URL, an ISO over HTTP) goes to the per-machine iPXE script
+    const firstStage = decision.file !== undefined && !/(\.ipxe$|:\/\/)/i.test(decision.file);
+    if (firstStage && !["ipxe", "chain", "iso"].includes(profile.boot.kind)) return decision;
     const file = url(ipxeMachineName(client.mac), serving, serving.useHttp);
     return { ...decision, file, reason: `profile ${profile.name}` };
   }

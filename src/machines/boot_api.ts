@@ -24,7 +24,7 @@
  *   ignores the abort. Each client's lookup is its own promise; a DHCP server awaits it per packet, never
  *   in its receive loop, so one slow answer delays only that machine.
  * - Answers are cached per machine (`cacheMs`, default 5 s, for `profile` and `not-ours`;
- *   `unreachableCacheMs`, default 1 s, for `unreachable`), so a DISCOVER/REQUEST pair or a PXE-then-iPXE
+ *   `unreachableCacheMs`, default 5 s or the timeout if longer, for `unreachable`), so a DISCOVER/REQUEST pair or a PXE-then-iPXE
  *   chain asks once. The cache key is the MAC with arch, client and uuid (the API may answer by them); the
  *   IP is sent but not part of the key, as it changes during one DORA.
  * - Concurrent lookups with the same key share one request.
@@ -168,7 +168,12 @@ export class BootApi {
     }
     this.#timeoutMs = positive(opts.timeoutMs, 2000, "timeoutMs");
     this.#cacheMs = nonNegative(opts.cacheMs, 5000, "cacheMs");
-    this.#unreachableCacheMs = nonNegative(opts.unreachableCacheMs, 1000, "unreachableCacheMs");
+    // at least the timeout: a hung API costs a machine one timeout, not one per DHCP step
+    this.#unreachableCacheMs = nonNegative(
+      opts.unreachableCacheMs,
+      Math.max(5000, this.#timeoutMs),
+      "unreachableCacheMs",
+    );
     this.#maxConcurrent = positive(opts.maxConcurrent, 32, "maxConcurrent");
     this.#maxBodyBytes = positive(opts.maxBodyBytes, 1 << 20, "maxBodyBytes");
     this.#maxCacheEntries = positive(opts.maxCacheEntries, 10_000, "maxCacheEntries");

@@ -88,11 +88,13 @@ export function machineFacts(pkt: DhcpPacket, opts: { ip?: string } = {}): Machi
 
 /**
  * Option 97 (type 0 + 16 bytes) as an RFC 4122 UUID string, the first three fields byte-swapped from
- * the EFI GUID order firmware sends; undefined when absent or not that shape.
+ * the EFI GUID order firmware sends; undefined when absent, not that shape, or all zeros / all ones.
  */
 export function uuidOf(raw: Uint8Array | undefined): string | undefined {
   if (raw === undefined || raw.length !== 17 || raw[0] !== 0) return undefined;
   const b = raw.subarray(1);
+  // firmware without a system UUID sends all zeros (QEMU without -uuid) or all ones: no identity
+  if (b.every((x) => x === 0) || b.every((x) => x === 0xff)) return undefined;
   const hex = (bytes: ArrayLike<number>) =>
     Array.from(bytes, (x) => x.toString(16).padStart(2, "0")).join("");
   return [

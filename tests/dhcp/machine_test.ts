@@ -63,6 +63,20 @@ Deno.test("dhcp machine decision: the boot file per client kind and decision", (
     ["iPXE, not ours", file(ipxe, { kind: "not-ours", reason: "HTTP 404" }), undefined],
     ["not booting, profile", file(os, profile()), undefined],
   ];
+  // BIOS iPXE ROM without --ipxe: the policy sends it to PXELINUX, which boots kernel and local profiles
+  // itself (pxelinux.cfg/01-MAC); an ISO or an iPXE script needs iPXE
+  const biosRom = { arch: 0, vendorClass: "PXEClient:Arch:00000:UNDI:002001", ipxe: true, mac: MAC };
+  const plain = (machine: Parameters<typeof applyMachineDecision>[1]) =>
+    applyMachineDecision(bootFileFor(biosRom, PLAIN), machine, biosRom, SERVING).file;
+  rows.push(
+    ["BIOS iPXE ROM, --ipxe off, kernel profile", plain(profile()), "pxelinux.0"],
+    ["BIOS iPXE ROM, --ipxe off, local profile", plain(profile({ boot: { kind: "local" } })), "pxelinux.0"],
+    [
+      "BIOS iPXE ROM, --ipxe off, ISO profile",
+      plain(profile({ boot: { kind: "iso", iso: "x.iso" } })),
+      "http://192.168.2.2:8080/machine/52-54-00-77-00-10.ipxe",
+    ],
+  );
   for (const [what, got, want] of rows) equal(got, want, what);
   // the ROM's iPXE binary is unchanged by a profile: the profile is applied when iPXE asks again
   equal(bootFileFor(rom, PLAIN).file, "ipxe.efi");

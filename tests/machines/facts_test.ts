@@ -156,6 +156,8 @@ Deno.test("facts: option 97 of another shape is left out, never thrown", () => {
   equal(uuidOf(undefined), undefined);
   equal(uuidOf(new Uint8Array(16)), undefined);
   equal(uuidOf(Uint8Array.of(1, ...new Uint8Array(16))), undefined);
+  equal(uuidOf(new Uint8Array(17)), undefined, "all zeros: no system UUID (QEMU without -uuid)");
+  equal(uuidOf(Uint8Array.of(0, ...new Uint8Array(16).fill(0xff))), undefined, "all ones");
   equal(
     uuidOf(
       Uint8Array.of(
