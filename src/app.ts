@@ -23,6 +23,9 @@ import { type ConnectionCaps, processCaps } from "./limits.ts";
 import { MAIN_CATEGORY, setupLogging, teardownLogging } from "./log.ts";
 import { NetbootError, NetbootFs } from "./netboot/fs.ts";
 import { BootFiles } from "./netboot/files.ts";
+import { LazyRemoteCache } from "./netboot/remote_open.ts";
+import { runCacheCommand } from "./netboot/remote_cli.ts";
+import { NETBOOT_FILE_KEYS } from "./settings.ts";
 import { MACHINE_COMMANDS, runMachineCommand } from "./machines/cli.ts";
 import { MachinesError } from "./machines/keys.ts";
 import { MachineBoot, machinesStateFile } from "./machines/runtime.ts";
@@ -87,6 +90,7 @@ interface Request {
 /** Runs pypxe with `args`; resolves with the process exit code (0 ok, 1 runtime failure, 2 bad config). */
 export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): Promise<number> {
   if (MACHINE_COMMANDS.includes(args[0])) return await runMachineCommand(args, io);
+  if (args[0] === "cache") return await runCacheCommand(args.slice(1), io);
   const request = await readRequest(args, io);
   if (typeof request === "number") return request;
   const { config } = request.built;
@@ -116,7 +120,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     const status = new StatusBoard(events);
     const started = await startServices(request, netboot, events, status);
     if (typeof started === "number") return started;
-    const { group, services, caps } = started;
+    const { group, services, caps, remote } = started;
     // listen for signals before saying "ready", so a signal right after it is handled
     const stopped = runUntilSignal(group, { signal: io.signal });
     const unguard = guardProcess();
@@ -132,6 +136,7 @@ export async function runPypxe(args: readonly string[], io: AppIo = defaultIo): 
     if (showStatus) view = new TtyStatusView(status, writeErr);
     io.onReady?.(group);
     await stopped;
+    await remote.close();
     unguard();
     view?.close();
     view = null;
@@ -237,7 +242,9 @@ async function startServices(
   netboot: NetbootFs,
   events: BootEvents,
   status: StatusBoard,
-): Promise<{ group: ServiceGroup; services: Service[]; caps: ConnectionCaps } | number> {
+): Promise<
+  { group: ServiceGroup; services: Service[]; caps: ConnectionCaps; remote: LazyRemoteCache } | number
+> {
   const { config } = request.built;
   const log = getLogger(MAIN_CATEGORY);
   const caps = processCaps({
@@ -250,14 +257,19 @@ async function startServices(
     events.subscribe((e) => machines.onEvent(e));
     status.setInventory(() => machines.list());
   }
+  const remote = new LazyRemoteCache(config);
+  status.setDownloads(() => remote.downloads());
   const files = new BootFiles({
     netboot,
     httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
     advertiseHost: advertisedHost(config),
     machines,
+    remoteCache: () => remote.get(),
   });
+  // remote files named by menu.json, profiles and --netboot-file*: known before the first request
+  const localConfig = await primeRemotes(files, config, machines);
   const ctx: ServiceContext = {
-    config,
+    config: localConfig,
     netboot,
     files,
     events,
@@ -286,7 +298,18 @@ async function startServices(
       return 1;
     }
   }
-  return { group, services, caps };
+  return { group, services, caps, remote };
+}
+
+/**
+ * Registers every remote file the menus and profiles name with `files`, and returns the config with
+ * `http(s)://` boot files (`--netboot-file*`) replaced by the names pypxe serves them under.
+ */
+async function primeRemotes(files: BootFiles, config: PxeConfig, machines?: MachineBoot): Promise<PxeConfig> {
+  await files.prime(machines ? [...machines.set.profiles.values()] : []);
+  const local = { ...config };
+  for (const key of NETBOOT_FILE_KEYS) local[key] = files.localName(config[key]);
+  return local;
 }
 
 /** Per-machine boot when `--machines`, `--boot-api` or `--api-listen` asks for it; exit 2 on a broken set. */

@@ -146,6 +146,7 @@ const GROUP_TITLES: Readonly<Record<SettingGroup, string>> = {
   tftp: "TFTP service arguments",
   http: "HTTP service arguments",
   machines: "Per-machine boot arguments",
+  cache: "Remote boot file cache arguments",
 };
 
 /** The default as `--help` shows it: the row's `defaultText`, else its value in PyPXE's spelling. */
@@ -165,6 +166,7 @@ export function helpText(version: string): string {
     tftp: [],
     http: [],
     machines: [],
+    cache: [],
   };
   for (const [name, c] of Object.entries(COMMANDS)) {
     rows.main.push([name + (c.metavar ? ` ${c.metavar}` : ""), c.help]);

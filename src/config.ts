@@ -151,6 +151,18 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
         ? { ok: true, value: (value as string).replace(/\/+$/, "") }
         : { ok: false, reason: `expected an http:// or https:// URL, got ${shown}` };
     }
+    case "size": {
+      const m = typeof value === "number"
+        ? [String(value), String(value), ""]
+        : typeof value === "string"
+        ? /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(value)
+        : null;
+      const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[(m?.[2] ?? "").toUpperCase()];
+      const n = m === null || unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
+      return Number.isSafeInteger(n) && n >= 1024 * 1024
+        ? { ok: true, value: n }
+        : { ok: false, reason: `expected a size of at least 1M such as 500M or 20G, got ${shown}` };
+    }
     case "listen-or-empty": {
       if (value === "") return { ok: true, value };
       const m = typeof value === "string" ? /^(.+):(\d{1,5})$/.exec(value) : null;

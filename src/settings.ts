@@ -83,7 +83,23 @@ export interface PxeConfig {
   API_LISTEN: string;
   /** File holding the bearer token of the machine API's write requests. */
   API_TOKEN_FILE: string;
+  /** Where remote boot files are cached; "" = `cache/` beside the state files (see `remoteCacheDir`). */
+  CACHE_DIR: string;
+  /** Bytes the remote-file cache may hold (least recently used files go first). */
+  CACHE_MAX: number;
+  /** Seconds between two revalidations of a cached remote file with its origin. */
+  CACHE_REVALIDATE: number;
 }
+
+/** The keys that name a boot file (an `http(s)://` URL there is served through the remote cache). */
+export const NETBOOT_FILE_KEYS = [
+  "NETBOOT_FILE",
+  "NETBOOT_FILE_BIOS",
+  "NETBOOT_FILE_EFI32",
+  "NETBOOT_FILE_EFI64",
+  "NETBOOT_FILE_ARM32",
+  "NETBOOT_FILE_ARM64",
+] as const;
 
 /** A configuration key. */
 export type ConfigKey = keyof PxeConfig;
@@ -103,6 +119,7 @@ export interface SettingValues {
   services: string;
   "url-or-empty": string;
   "listen-or-empty": string;
+  size: number;
 }
 
 /** How a value is checked and parsed. */
@@ -114,7 +131,7 @@ export type SettingKindFor<T> = unknown extends T ? SettingKind : {
 }[SettingKind];
 
 /** The `--help` group a setting is listed under (PyPXE's README tables, then ours). */
-export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http" | "machines";
+export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http" | "machines" | "cache";
 
 /** One row of the settings table: type, default, flag(s) and help of one JSON key. */
 export interface Setting<T = unknown> {
@@ -719,6 +736,37 @@ export const SETTINGS: SettingsTable = {
     metavar: "FILE",
     ours: true,
     help: "Bearer token for the machine API's write requests (without it, writes are refused)",
+  },
+  CACHE_DIR: {
+    kind: "string",
+    group: "cache",
+    default: "",
+    flag: "--cache-dir",
+    metavar: "DIR",
+    ours: true,
+    defaultText: "cache/ beside the lease file, else beside the binary, else in the working directory",
+    help: "Where http(s):// kernels, initrds and ISOs named by menus and profiles are cached",
+  },
+  CACHE_MAX: {
+    kind: "size",
+    group: "cache",
+    default: 20 * 1024 ** 3,
+    flag: "--cache-max",
+    metavar: "SIZE",
+    ours: true,
+    defaultText: "20G",
+    help: "Most bytes the cache holds (e.g. 500M, 20G); least recently used files go first",
+  },
+  CACHE_REVALIDATE: {
+    kind: "int",
+    group: "cache",
+    default: 3600,
+    flag: "--cache-revalidate",
+    metavar: "S",
+    min: 0,
+    max: 365 * 86_400,
+    ours: true,
+    help: "Seconds between two checks of a cached file with its origin (If-None-Match)",
   },
 };
 

@@ -11,6 +11,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { errText } from "../errors.ts";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
 import { isRoutineMiss, NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
@@ -285,9 +286,73 @@ export class HttpServer implements Service {
         routine: isRoutineMiss(name) || name === "favicon.ico",
       });
       if (err.code === "forbidden") return fail(403, "access denied");
+      if (err.code === "unavailable") return fail(502, err.message);
       return fail(404, err.code === "is-directory" ? "is a directory" : "no such file");
     }
+    if (served.file.remote !== undefined) return this.#serveDownloading(req, info, served.file, done);
     return await this.#serveEntry(req, info, served, done);
+  }
+
+  /**
+   * A remote file still downloading (`netboot/remote.ts`): streamed as its bytes arrive, with Range; a
+   * failed download cuts the response (the client never sees a partial file as complete).
+   */
+  #serveDownloading(
+    req: IncomingRequest,
+    info: ServeInfo,
+    file: NetbootFile,
+    done: (o: Outcome) => void,
+  ): Reply {
+    const remote = file.remote!;
+    const size = file.size;
+    const headers: Record<string, string> = {
+      "content-type": "application/octet-stream",
+      "accept-ranges": "bytes",
+      "cache-control": "no-cache",
+    };
+    let start = 0;
+    let length = size;
+    let status = 200;
+    const rangeHeader = req.method === "HEAD" ? null : req.headers.get("range");
+    if (rangeHeader !== null) {
+      const range = parseRange(rangeHeader, size);
+      if (range.kind === "unsatisfiable") {
+        remote.close();
+        done({ status: 416, bytes: 0, outcome: "range outside the file" });
+        return errorResponse(416, "range outside the file", { "content-range": `bytes */${size}` });
+      }
+      if (range.kind === "partial") {
+        start = range.range.start;
+        length = range.range.end - start + 1;
+        status = 206;
+        headers["content-range"] = `bytes ${start}-${range.range.end}/${size}`;
+      }
+    }
+    headers["content-length"] = String(length);
+    if (req.method === "HEAD" || this.#closing) {
+      remote.close();
+      done({ status, bytes: 0, outcome: "ok" });
+      return rawResponse(status, Object.entries(headers), null);
+    }
+    const events = this.#opts.events;
+    const id = events?.nextId() ?? 0;
+    const client = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    events?.emit({ kind: "transfer-start", service: "http", id, client, file: file.name, size: length });
+    const t0 = performance.now();
+    const body = countedStream(remote.stream(start, start + length, { close: true }), (bytes, outcome) => {
+      done({ status, bytes, outcome });
+      events?.emit({
+        kind: "transfer-end",
+        service: "http",
+        id,
+        client,
+        file: file.name,
+        bytes,
+        ms: performance.now() - t0,
+        outcome,
+      });
+    });
+    return new Response(body, { status, headers });
   }
 
   /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or from the file. */
@@ -441,6 +506,42 @@ export class HttpServer implements Service {
       onDone: (bytes, outcome) => end(bytes, outcome),
     });
   }
+}
+
+/** `stream` with `onDone(bytes, outcome)` called once: at its end (`ok`), on an error, or when cancelled. */
+function countedStream(
+  stream: ReadableStream<Uint8Array>,
+  onDone: (bytes: number, outcome: string) => void,
+): ReadableStream<Uint8Array> {
+  let bytes = 0;
+  let ended = false;
+  const finish = (outcome: string) => {
+    if (ended) return;
+    ended = true;
+    onDone(bytes, outcome);
+  };
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          finish("ok");
+          controller.close();
+          return;
+        }
+        bytes += value.length;
+        controller.enqueue(value);
+      } catch (err) {
+        finish(errText(err));
+        controller.error(err);
+      }
+    },
+    async cancel(reason) {
+      finish(reason === undefined ? "client went away" : String(reason));
+      await reader.cancel(reason).catch(() => {});
+    },
+  });
 }
 
 function lastModifiedHeader(lastModified: string | null): [string, string][] {

@@ -20,6 +20,11 @@ import { NetbootError, type NetbootFile, type NetbootFs, normaliseName } from ".
 import { GRUB_CONFIG_NAME, grubConfig } from "./grub.ts";
 import { ipxeMenu } from "./ipxe.ts";
 import type { MachineDecision } from "../machines/runtime.ts";
+import type { Profile } from "../machines/model.ts";
+import { errText } from "../errors.ts";
+import type { RemoteCache } from "./remote.ts";
+import type { RemoteFile } from "./remote_file.ts";
+import { displayUrl, remoteName, type RemoteRef } from "./remote_url.ts";
 import {
   GRUB_MACHINE_HOOK,
   grubMachineConfig,
@@ -29,7 +34,14 @@ import {
   profileFiles,
   pxelinuxMachineConfig,
 } from "./machine.ts";
-import { type IsoImage, MENU_FILE_NAME, type MenuFile, MenuFileError, parseMenuFile } from "./menu.ts";
+import {
+  type IsoImage,
+  MENU_FILE_NAME,
+  type MenuEntry,
+  type MenuFile,
+  MenuFileError,
+  parseMenuFile,
+} from "./menu.ts";
 
 /** Names answered with a generated iPXE menu (when HTTP is on) unless the overlay holds that file. */
 export const IPXE_MENU_NAMES: readonly string[] = ["boot.http.ipxe", "boot.ipxe"];
@@ -57,6 +69,12 @@ export interface BootFilesOptions {
   readonly interfaces?: () => readonly Ipv4Interface[];
   /** Per-machine boot (`--machines`, `--boot-api`): per-machine files are generated from its answers. */
   readonly machines?: MachineChooser;
+  /**
+   * The remote-file cache (`remote.ts`), opened on first use: `http(s)://` kernels, initrds and ISOs of
+   * menus and profiles are then served by pypxe as `remote/<key>/<name>` over TFTP and HTTP. Without it
+   * such URLs are handed to the client as they are.
+   */
+  readonly remoteCache?: () => Promise<RemoteCache>;
 }
 
 /** What the netboot layer asks the per-machine boot state (`machines/runtime.ts`). */
@@ -119,6 +137,9 @@ export class BootFiles {
   /** The drop-in warnings last logged, so a listing logs them once, not at every revalidation. */
   #warned = "";
   readonly #machines: MachineChooser | undefined;
+  readonly #remoteCache: (() => Promise<RemoteCache>) | undefined;
+  /** Remote files the menus and profiles named, by served name (lower case). */
+  readonly #remotes = new Map<string, RemoteRef>();
 
   /** Creates the view; nothing is read until the first lookup. */
   constructor(opts: BootFilesOptions) {
@@ -128,6 +149,7 @@ export class BootFiles {
     this.#revalidateMs = opts.revalidateMs ?? 1000;
     this.#interfaces = opts.interfaces ?? localInterfaces;
     this.#machines = opts.machines;
+    this.#remoteCache = opts.remoteCache;
     this.#bodies = new FileCache({
       maxFileBytes: opts.cacheFileMax ?? 4 << 20,
       maxTotalBytes: opts.cacheTotalMax ?? 64 << 20,
@@ -140,6 +162,9 @@ export class BootFiles {
    */
   async resolve(name: string, clientIp?: string): Promise<NetbootFile> {
     const key = normaliseName(name).join("/").toLowerCase();
+    if (key.startsWith("remote/") && this.#remoteCache !== undefined) {
+      return await this.#remoteFile(key, name);
+    }
     const perMachine = this.#machines?.enabled ? machineFileName(key) : null;
     if (perMachine !== null) {
       const real = await this.#lookup(name);
@@ -184,6 +209,7 @@ export class BootFiles {
    */
   async bytes(file: NetbootFile): Promise<Uint8Array | null> {
     if (file.content !== undefined) return file.content;
+    if (file.remote !== undefined) return null;
     if (!this.#bodies.accepts(file)) return null;
     const kept = this.#bodies.get(file);
     if (kept !== null) return kept;
@@ -241,7 +267,7 @@ export class BootFiles {
       httpPort: this.httpPort,
       isos: tree.isos,
       memdisk: tree.memdisk,
-      entries: menu.menu?.entries ?? [],
+      entries: (menu.menu?.entries ?? []).map((e) => this.#localEntry(e, menu.menu?.hashes)),
       transport,
       title: menu.menu?.title,
       timeout: menu.menu?.timeout,
@@ -255,11 +281,83 @@ export class BootFiles {
     return generated(name, text, new Date(Math.max(tree.mtime, menu.mtime.getTime())));
   }
 
+  /**
+   * The name pypxe serves `url` under (`remote/<key>/<name>`), remembered so a request for it finds the
+   * URL; `url` itself when there is no remote cache or it holds iPXE settings (`${...}`).
+   */
+  localName(url: string, sha256?: string): string {
+    if (this.#remoteCache === undefined || !/^https?:\/\//i.test(url) || url.includes("${")) return url;
+    const name = remoteName(url);
+    const key = name.toLowerCase();
+    this.#remotes.delete(key);
+    this.#remotes.set(key, sha256 === undefined ? { url } : { url, sha256 });
+    if (this.#remotes.size > 10_000) this.#remotes.delete(this.#remotes.keys().next().value!);
+    return name;
+  }
+
+  /** Registers the remote files of `menu.json` and of `profiles` (at start, before any request). */
+  async prime(profiles: readonly Profile[] = []): Promise<void> {
+    const menu = (await this.#menuInput()).menu;
+    for (const entry of menu?.entries ?? []) this.#localEntry(entry, menu?.hashes);
+    for (const profile of profiles) this.#localProfile(profile);
+  }
+
+  /** Every remote file named so far, for `pypxe cache fetch` and the status page. */
+  remoteRefs(): RemoteRef[] {
+    return [...this.#remotes.values()];
+  }
+
+  /** A menu entry with its remote kernel and initrds served by pypxe. */
+  #localEntry<T extends MenuEntry>(entry: T, hashes?: ReadonlyMap<string, string>): T {
+    if (this.#remoteCache === undefined) return entry;
+    const local = (p: string) => this.localName(p, hashes?.get(p));
+    return { ...entry, kernel: local(entry.kernel), initrd: entry.initrd.map(local) };
+  }
+
+  /** A profile with its remote files served by pypxe. */
+  #localProfile(profile: Profile): Profile {
+    const boot = profile.boot;
+    const local = (p: string) => this.localName(p);
+    if (boot.kind === "kernel") {
+      return { ...profile, boot: { ...boot, kernel: local(boot.kernel), initrd: boot.initrd.map(local) } };
+    }
+    if (boot.kind === "iso") return { ...profile, boot: { ...boot, iso: local(boot.iso) } };
+    return profile;
+  }
+
+  async #remoteFile(key: string, name: string): Promise<NetbootFile> {
+    const ref = this.#remotes.get(key);
+    if (ref === undefined) {
+      throw new NetbootError("not-found", name, "no menu entry or profile names this remote file");
+    }
+    const cache = await this.#remoteCache!();
+    let rf: RemoteFile;
+    try {
+      rf = await cache.open(ref.url, ref.sha256 === undefined ? {} : { sha256: ref.sha256 });
+      // without a Content-Length the size (TFTP's tsize, HTTP's length) is only known at the end
+      if (rf.size === undefined) await rf.done;
+    } catch (err) {
+      throw new NetbootError("unavailable", name, `${displayUrl(ref.url)}: ${errText(err)}`);
+    }
+    if (rf.complete && rf.path !== null) {
+      const file: NetbootFile = {
+        name: key,
+        path: rf.path,
+        size: rf.size!,
+        mtime: rf.mtime,
+        layer: "remote",
+      };
+      rf.close();
+      return file;
+    }
+    return { name: key, path: "", size: rf.size!, mtime: rf.mtime, layer: "remote", remote: rf };
+  }
+
   /** A machine's generated file (see `machine.ts`); null when the loader should look further. */
   async #machineFile(key: string, wanted: MachineFileName, clientIp?: string): Promise<NetbootFile | null> {
     const decision = await this.#machines!.decideFor(wanted.mac);
     if (decision.kind === "not-ours") return null;
-    const profile = decision.kind === "profile" ? decision.profile : null;
+    const profile = decision.kind === "profile" ? this.#localProfile(decision.profile) : null;
     const why = decision.kind !== "profile"
       ? "no profile"
       : decision.via === "next"
@@ -308,7 +406,10 @@ export class BootFiles {
   async #grubMenu(): Promise<NetbootFile> {
     const [tree, menu] = await Promise.all([this.#treeInputs(), this.#menuInput()]);
     const { kernels, warnings, mtime } = tree.dropins;
-    let text = grubConfig({ menu: menu.menu, notice: menu.notice, kernels, warnings });
+    const local = menu.menu === null
+      ? null
+      : { ...menu.menu, entries: menu.menu.entries.map((e) => this.#localEntry(e, menu.menu?.hashes)) };
+    let text = grubConfig({ menu: local, notice: menu.notice, kernels, warnings });
     if (this.#machines?.enabled) text = [...GRUB_MACHINE_HOOK, text].join("\n");
     // dated like menu.json and the kernel folders, so HTTP validators and caches see a change
     return generated(GRUB_CONFIG_NAME, text, new Date(Math.max(menu.mtime.getTime(), mtime)));

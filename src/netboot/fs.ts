@@ -6,10 +6,11 @@
  * is stripped, and a path that does not exist as typed falls back to a case-insensitive match.
  * @module
  */
+import type { RemoteFile } from "./remote_file.ts";
 import { join, resolve as resolvePath, sep } from "node:path";
 
 /** Why a path could not be served. */
-export type NetbootErrorCode = "not-found" | "forbidden" | "is-directory";
+export type NetbootErrorCode = "not-found" | "forbidden" | "is-directory" | "unavailable";
 
 /** A path that cannot be served, with the reason as a code. */
 export class NetbootError extends Error {
@@ -30,10 +31,15 @@ export interface NetbootFile {
   readonly size: number;
   /** Modification time, when the file system reports one. */
   readonly mtime: Date | null;
-  /** Which layer the file came from; `generated` files have no path, only `content`. */
-  readonly layer: "overlay" | "embedded" | "generated";
+  /**
+   * Which layer the file came from; `generated` files have no path, only `content`; `remote` files come
+   * from the remote cache (`remote.ts`): a complete one has a path, one still downloading has `remote`.
+   */
+  readonly layer: "overlay" | "embedded" | "generated" | "remote";
   /** The bytes of a generated file (see `GENERATED_FILES` in `files.ts`). */
   readonly content?: Uint8Array<ArrayBuffer>;
+  /** A remote file still downloading: read it through this (the server closes it when done). */
+  readonly remote?: RemoteFile;
 }
 
 /** Where the embedded default tree lives: `netboot/` beside `src/` (also inside a compiled binary). */

@@ -37,6 +37,7 @@
  * @module
  */
 import { errText } from "../errors.ts";
+import { parseRemoteRef } from "./remote_url.ts";
 import { DROPIN_ID_PREFIX, KERNEL_DEFAULT_PREFIX, SCRIPT_DEFAULT_PREFIX } from "./dropins.ts";
 
 /** One kernel/initrd entry of the menu file. */
@@ -73,6 +74,8 @@ export interface MenuFile {
   /** Item booted when the timeout expires or Enter is pressed. */
   readonly default?: string;
   readonly entries: readonly MenuEntry[];
+  /** Expected sha256 of remote kernels and initrds (`{"url", "sha256"}`), by URL. */
+  readonly hashes?: ReadonlyMap<string, string>;
 }
 
 /** A menu file that cannot be used, naming the field and the reason. */
@@ -115,6 +118,7 @@ export function parseMenuFile(text: string): MenuFile {
   if (!Array.isArray(rawEntries)) throw new MenuFileError("entries", "must be a list of entries");
   if (rawEntries.length > 500) throw new MenuFileError("entries", "more than 500 entries");
   const entries: MenuEntry[] = [];
+  const hashes = new Map<string, string>();
   const ids = new Set<string>();
   rawEntries.forEach((raw: unknown, i: number) => {
     const at = `entries[${i}]`;
@@ -142,16 +146,12 @@ export function parseMenuFile(text: string): MenuFile {
     if (ids.has(id)) throw new MenuFileError(`${at}.id`, `duplicate id '${id}'`);
     ids.add(id);
     const label = requiredString(raw, "label", `${at}.label`);
-    const kernel = requiredString(raw, "kernel", `${at}.kernel`);
+    const kernel = bootSource(raw.kernel, `${at}.kernel`, hashes);
     let initrd: string[] = [];
-    if (typeof raw.initrd === "string") initrd = [raw.initrd];
-    else if (Array.isArray(raw.initrd)) {
-      initrd = raw.initrd.map((v: unknown, j: number) => {
-        if (typeof v !== "string" || v.trim() === "") {
-          throw new MenuFileError(`${at}.initrd[${j}]`, "must be a non-empty string");
-        }
-        return v;
-      });
+    if (typeof raw.initrd === "string" || isObject(raw.initrd)) {
+      initrd = [bootSource(raw.initrd, `${at}.initrd`, hashes)];
+    } else if (Array.isArray(raw.initrd)) {
+      initrd = raw.initrd.map((v: unknown, j: number) => bootSource(v, `${at}.initrd[${j}]`, hashes));
     } else if (raw.initrd !== undefined) {
       throw new MenuFileError(`${at}.initrd`, "must be a path or a list of paths");
     }
@@ -196,7 +196,37 @@ export function parseMenuFile(text: string): MenuFile {
       `'${def}' is not an entry id, 'local', 'shell', 'iso:PATH', 'kernel:FOLDER' or 'script:NAME'`,
     );
   }
-  return { title, timeout, default: def, entries };
+  return { title, timeout, default: def, entries, ...(hashes.size > 0 ? { hashes } : {}) };
+}
+
+/**
+ * A kernel or initrd: a tree path, an `http(s)://` URL, or `{"url": "...", "sha256": "..."}` (the
+ * expected hash recorded in `hashes`). Other URL schemes are refused, naming the field.
+ */
+function bootSource(value: unknown, field: string, hashes: Map<string, string>): string {
+  // a URL with iPXE settings in it (`http://${next-server}/k`) is for iPXE to expand: passed through
+  if (typeof value === "string" && value.includes("${")) return value;
+  // other schemes iPXE fetches itself (tftp://...) are passed through too; only http(s) is cached
+  if (typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !/^https?:/i.test(value)) {
+    return value;
+  }
+  if (value === undefined || (typeof value === "string" && value.trim() === "")) {
+    throw new MenuFileError(field, "is required (a non-empty string)");
+  }
+  let ref;
+  try {
+    ref = parseRemoteRef(value, field);
+  } catch (err) {
+    throw new MenuFileError(field, errText(err).replace(`${field}: `, ""));
+  }
+  if (ref !== null) {
+    if (ref.sha256 !== undefined) hashes.set(ref.url, ref.sha256);
+    return ref.url;
+  }
+  if (typeof value !== "string" || value.trim() === "") {
+    throw new MenuFileError(field, 'must be a non-empty string (a path or URL) or {"url", "sha256"}');
+  }
+  return value;
 }
 
 /** An ISO image found in the netboot tree. */

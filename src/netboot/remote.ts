@@ -266,7 +266,7 @@ export class RemoteCache {
     } catch (err) {
       this.#use(key, -1);
       this.#log.warn(
-        `remote: the cached copy of ${displayUrl(entry.url)} is gone (${errText(err)}); fetching it again`,
+        `the cached copy of ${displayUrl(entry.url)} is gone (${errText(err)}); fetching it again`,
       );
       await this.#index.delete(key);
       return null;
@@ -374,7 +374,7 @@ export class RemoteCache {
     if (size > this.#o.maxBytes) {
       this.#transient.add(d);
       this.#log.info(
-        `remote: ${displayUrl(d.url)} (${formatSize(size)}) is larger than the cache (${
+        `${displayUrl(d.url)} (${formatSize(size)}) is larger than the cache (${
           formatSize(this.#o.maxBytes)
         }): served to its readers, not kept`,
       );
@@ -430,11 +430,11 @@ export class RemoteCache {
   async #revalidate(entry: IndexEntry, download: Download): Promise<void> {
     try {
       if (!await download.ready) {
-        this.#log.debug(`remote: ${displayUrl(entry.url)} not modified at the origin`);
+        this.#log.debug(`${displayUrl(entry.url)} not modified at the origin`);
         this.#staleLogged.delete(entry.key);
         return;
       }
-      this.#log.info(`remote: ${displayUrl(entry.url)} changed at the origin; fetching the new version`);
+      this.#log.info(`${displayUrl(entry.url)} changed at the origin; fetching the new version`);
       await download.done;
     } catch (err) {
       if (err instanceof RemoteError && err.code === "closed") return;
@@ -442,7 +442,7 @@ export class RemoteCache {
       this.#staleLogged.add(entry.key);
       const hours = ((this.#now() - entry.fetchedAt) / 3_600_000).toFixed(1);
       this.#log.warn(
-        `remote: cannot revalidate ${displayUrl(entry.url)} (${
+        `cannot revalidate ${displayUrl(entry.url)} (${
           errText(err)
         }); serving the cached copy fetched ${hours} h ago`,
       );
@@ -493,13 +493,13 @@ export class RemoteCache {
         await Deno.remove(this.#finalPath(e.key));
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) {
-          this.#log.warn(`remote: cannot evict ${displayUrl(e.url)}: ${errText(err)}`);
+          this.#log.warn(`cannot evict ${displayUrl(e.url)}: ${errText(err)}`);
           continue;
         }
       }
       await this.#index.delete(e.key);
       total -= e.size;
-      this.#log.info(`remote: evicted ${displayUrl(e.url)} (${formatSize(e.size)}, least recently used)`);
+      this.#log.info(`evicted ${displayUrl(e.url)} (${formatSize(e.size)}, least recently used)`);
     }
   }
 

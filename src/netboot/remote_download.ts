@@ -157,9 +157,7 @@ export class Download {
       this.#o.onStart?.(this.size);
       this.#readyResolvers.resolve(true);
       this.#o.log.info(
-        `remote: fetching ${displayUrl(this.url)}${
-          this.size === undefined ? "" : ` (${formatSize(this.size)})`
-        }`,
+        `fetching ${displayUrl(this.url)}${this.size === undefined ? "" : ` (${formatSize(this.size)})`}`,
       );
       await this.#receive(writer, first);
       first = null;
@@ -211,7 +209,7 @@ export class Download {
         }
         const delay = Math.min(this.#o.retryDelayMs * 2 ** (failures - 1), MAX_BACKOFF_MS);
         this.#o.log.warn(
-          `remote: ${
+          `${
             errText(err)
           }; resuming at byte ${this.received} in ${delay} ms (attempt ${failures} of ${this.#o.maxRetries})`,
         );
@@ -396,7 +394,7 @@ export class Download {
     this.size = this.received;
     const seconds = (performance.now() - this.startedAt) / 1000;
     this.#o.log.info(
-      `remote: ${displayUrl(this.url)} ${formatSize(this.received)} in ${seconds.toFixed(1)} s` +
+      `${displayUrl(this.url)} ${formatSize(this.received)} in ${seconds.toFixed(1)} s` +
         (expected === undefined ? "" : " (sha256 verified)"),
     );
   }
@@ -416,9 +414,9 @@ export class Download {
     this.state = "failed";
     this.#readyResolvers.reject(this.error);
     const code = this.error.code;
-    if (code === "closed" || this.#o.quietFailure) return this.#o.log.debug(`remote: ${this.error.message}`);
+    if (code === "closed" || this.#o.quietFailure) return this.#o.log.debug(`${this.error.message}`);
     const level = code === "mismatch" || code === "write" ? "error" : "warn";
-    this.#o.log[level](`remote: download failed: ${this.error.message}`);
+    this.#o.log[level](`download failed: ${this.error.message}`);
   }
 }
 
@@ -454,7 +452,7 @@ export async function removePart(path: string, log: RemoteLog): Promise<void> {
   try {
     await Deno.remove(path);
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) log.warn(`remote: cannot remove ${path}: ${errText(err)}`);
+    if (!(err instanceof Deno.errors.NotFound)) log.warn(`cannot remove ${path}: ${errText(err)}`);
   }
 }
 

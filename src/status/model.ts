@@ -5,6 +5,7 @@
  * @module
  */
 import type { MachineApiView } from "../machines/api.ts";
+import type { RemoteEntryInfo } from "../netboot/remote_list.ts";
 import type { BootEvent, BootEvents } from "../events.ts";
 import { type Hint, hintsFor, QUIET_MS } from "./hints.ts";
 import { BootCounters } from "./metrics.ts";
@@ -91,6 +92,8 @@ export interface StatusSnapshot {
   clients: ClientStatus[];
   /** The per-machine inventory (`--machines`, `--boot-api`, `--api-listen`), when it is on. */
   machines?: MachineApiView[];
+  /** Remote boot files being downloaded into the cache now. */
+  downloads?: RemoteEntryInfo[];
 }
 
 /** Clients kept at most; the least recently seen go first. */
@@ -111,6 +114,7 @@ export class StatusBoard {
   readonly #listeners = new Set<() => void>();
   #server: ServerSummary = { services: [] };
   #inventory: (() => MachineApiView[]) | null = null;
+  #downloads: (() => RemoteEntryInfo[]) | null = null;
 
   /**
    * Subscribes to `events`; `now` is injectable for tests, `quietMs` is the silence after which a
@@ -137,6 +141,11 @@ export class StatusBoard {
   /** Shows the per-machine inventory (what each machine boots, its one-shot, its last boot). */
   setInventory(list: () => MachineApiView[]): void {
     this.#inventory = list;
+  }
+
+  /** Shows the remote-file downloads in progress. */
+  setDownloads(list: () => RemoteEntryInfo[]): void {
+    this.#downloads = list;
   }
 
   /** Tells the board what runs (the services and their addresses), for the header. */
@@ -173,6 +182,7 @@ export class StatusBoard {
       },
       clients,
       ...(this.#inventory === null ? {} : { machines: this.#inventory() }),
+      ...(this.#downloads === null ? {} : { downloads: this.#downloads() }),
     };
   }
 

@@ -61,7 +61,22 @@ export function renderStatus(snap: StatusSnapshot): string {
   return `<header><div class="title">pypxe${server.version ? ` <small>${esc(server.version)}</small>` : ""}` +
     `<small>${since}</small></div><div class="services">${services}</div>` +
     (notes ? `<div class="notes">${notes}</div>` : "") +
-    `</header><section class="tiles">${tiles}</section><main>${cards}${more}${renderMachines(snap)}</main>`;
+    `</header><section class="tiles">${tiles}</section><main>${renderDownloads(snap)}${cards}${more}${
+      renderMachines(snap)
+    }</main>`;
+}
+
+/** Remote boot files being fetched into the cache: how far each has come. */
+function renderDownloads(snap: StatusSnapshot): string {
+  const downloads = snap.downloads ?? [];
+  if (downloads.length === 0) return "";
+  const rows = downloads.map((d) => {
+    const of = d.size === null ? "" : ` of ${sizeText(d.size)}`;
+    const pct = d.size ? ` (${Math.floor((100 * d.received) / d.size)}%)` : "";
+    return `<tr><td>${esc(d.url)}</td><td>${esc(sizeText(d.received))}${esc(of)}${esc(pct)}</td></tr>`;
+  }).join("");
+  return `<section class="machines"><h2>Downloading into the cache (${downloads.length})</h2>` +
+    `<table><tr><th>URL</th><th>received</th></tr>${rows}</table></section>`;
 }
 
 /** The per-machine inventory as a table: what each machine boots now, its one-shot, its last boot. */

@@ -268,13 +268,16 @@ export class TftpServer implements Service {
       if (!(err instanceof NetbootError)) throw err;
       const [code, text] = err.code === "forbidden"
         ? [ErrorCode.ACCESS_VIOLATION, "Access violation"]
+        : err.code === "unavailable"
+        ? [ErrorCode.NOT_DEFINED, "Cannot fetch the file from its origin"]
         : [ErrorCode.FILE_NOT_FOUND, "File not found"];
       // PXELINUX probes many config names, a Raspberry Pi, shim and GRUB ask for optional files:
       // those misses are routine
       const routine = err.code === "not-found" && isRoutineMiss(request.filename);
       const line = "{client}: '{file}' refused: {reason}";
       const props = { client, file: request.filename, reason: err.message };
-      if (routine || err.code !== "not-found") log.debug(line, props);
+      if (err.code === "unavailable") log.warn(line, props);
+      else if (routine || err.code !== "not-found") log.debug(line, props);
       else log.info(line, props);
       this.#reply(from, code, text);
       const reason = err.code === "forbidden" ? "forbidden" : "not-found";
@@ -288,7 +291,10 @@ export class TftpServer implements Service {
       });
       return;
     }
-    if (this.#requests.stopping) return;
+    if (this.#requests.stopping) {
+      file.remote?.close();
+      return;
+    }
     let source: ByteSource;
     try {
       source = await openSource(file, {

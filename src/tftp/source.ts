@@ -86,6 +86,20 @@ export interface OpenSourceOptions {
  */
 export async function openSource(file: NetbootFile, opts: OpenSourceOptions): Promise<ByteSource> {
   const netascii = opts.netascii;
+  if (file.remote !== undefined) {
+    // a remote file still downloading: reads wait for its bytes (and fail if the download fails)
+    const remote = file.remote;
+    if (netascii) {
+      remote.close();
+      throw new Error("netascii is not offered for remote files still downloading; ask for octet");
+    }
+    return {
+      size: file.size,
+      bytes: null,
+      readAt: (offset, buf) => remote.read(offset, buf),
+      close: () => remote.close(),
+    };
+  }
   if (file.content !== undefined) return memorySource(netascii ? toNetascii(file.content) : file.content);
   if (netascii) {
     const limit = opts.netasciiMaxBytes ?? 16 * 1024 * 1024;

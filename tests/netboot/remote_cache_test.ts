@@ -77,7 +77,7 @@ Deno.test("remote: cold fetch gives the origin's bytes, then the held copy witho
   assert.equal(entry.state, "complete");
   assert.equal(entry.hash, "unverified");
   assert.equal(entry.size, body.length);
-  assert.ok(t.log.lines.some((l) => l.startsWith("info remote: fetching ") && l.includes("/vmlinuz")));
+  assert.ok(t.log.lines.some((l) => l.startsWith("info fetching ") && l.includes("/vmlinuz")));
 });
 
 Deno.test("remote: reads past the end give 0, a read waits for bytes still downloading", async () => {
@@ -112,7 +112,7 @@ Deno.test("remote: 404 and 500 reject open with the URL and status, nothing is k
   assert.deepEqual(await dirNames(t.dir), ["index.json"]);
   const failed = t.cache.list().filter((e) => e.state === "failed");
   assert.equal(failed.length, 2);
-  assert.ok(t.log.lines.some((l) => l.startsWith("warn remote: download failed: ") && l.includes("404")));
+  assert.ok(t.log.lines.some((l) => l.startsWith("warn download failed: ") && l.includes("404")));
 });
 
 Deno.test("remote: redirects are followed, loops and long chains are refused with the chain named", async () => {

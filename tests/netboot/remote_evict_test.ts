@@ -56,7 +56,7 @@ Deno.test("remote: at maxBytes the least recently used file is evicted", async (
   assert.equal(await exists(join(t.dir, remoteKey(t.origin.url("/b")))), false);
   assert.equal(t.cache.totalBytes, 3 * MiB);
   assert.ok(
-    t.log.lines.some((l) => /^info remote: evicted http:\/\/.*\/b \(1\.0 MB, least recently used\)$/.test(l)),
+    t.log.lines.some((l) => /^info evicted http:\/\/.*\/b \(1\.0 MB, least recently used\)$/.test(l)),
   );
   const index = JSON.parse(await Deno.readTextFile(join(t.dir, "index.json")));
   assert.deepEqual(index.entries.map((e: { url: string }) => new URL(e.url).pathname).sort(), [

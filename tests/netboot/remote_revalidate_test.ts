@@ -125,7 +125,7 @@ Deno.test("remote: offline with a warm cache: served, and the stale copy is logg
   assert.equal(stale.length, 1, stale.join("\n"));
   assert.match(
     stale[0],
-    /^warn remote: cannot revalidate http:\/\/127\.0\.0\.1:\d+\/menu\.iso \(.*cannot reach the origin.*\); serving the cached copy fetched 2\.0 h ago$/,
+    /^warn cannot revalidate http:\/\/127\.0\.0\.1:\d+\/menu\.iso \(.*cannot reach the origin.*\); serving the cached copy fetched 2\.0 h ago$/,
   );
 });
 

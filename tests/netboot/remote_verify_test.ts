@@ -65,7 +65,7 @@ Deno.test("remote: sha256 mismatch rejects every reader before the last bytes, k
   assert.equal(entry.state, "failed");
   assert.equal(entry.hash, "mismatch");
   assert.ok(
-    t.log.lines.some((l) => l.startsWith("error remote: download failed: ") && l.includes("sha256 mismatch")),
+    t.log.lines.some((l) => l.startsWith("error download failed: ") && l.includes("sha256 mismatch")),
   );
   const index = JSON.parse(await Deno.readTextFile(join(t.dir, "index.json")));
   assert.deepEqual(index.entries, []);
@@ -139,7 +139,7 @@ Deno.test("remote: a failing write (disk full) fails the download cleanly and th
   await t.cache.idle();
   assert.deepEqual(await dirNames(t.dir), ["index.json"]);
   assert.ok(
-    t.log.lines.some((l) => l.startsWith("error remote: download failed: ") && l.includes("No space left")),
+    t.log.lines.some((l) => l.startsWith("error download failed: ") && l.includes("No space left")),
   );
   using again = await t.cache.open(url);
   assert.equal((await hashReader(again)).sha256, sha256(body));
@@ -218,7 +218,7 @@ Deno.test(requires(needsRoot() ?? missingTools("unshare", "mount"), {
       assert.equal(result.small, sha256(small), "the cache still works once the space is back");
       assert.ok(
         result.log.some((l: string) =>
-          l.startsWith("remote: download failed: ") && l.includes("No space left")
+          l.startsWith("download failed: ") && l.includes("No space left")
         ),
       );
       assert.deepEqual([...Deno.readDirSync(mnt)], [], "the tmpfs lived only in the child's namespace");
