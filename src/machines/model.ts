@@ -32,6 +32,8 @@ export interface Profile {
   readonly bootfile?: string;
   /** A line shown to the user before booting (pixiecore's `message`). */
   readonly message?: string;
+  /** Expected sha256 of remote files (`{"url", "sha256"}`), by URL. */
+  readonly sha256?: ReadonlyMap<string, string>;
 }
 
 /** Firmware families a selector can name. */

@@ -40,6 +40,7 @@
  * Missing `profiles/` or `groups/` folders mean none; a missing DIR is an error.
  * @module
  */
+import { parseRemoteRef } from "../netboot/remote_url.ts";
 import type {
   BootSource,
   Group,
@@ -119,14 +120,15 @@ export function parseProfile(name: string, text: string, source = `profiles/${na
   for (const key of ["initrd", "cmdline"]) {
     if (key in raw && kind !== "kernel") fail(`"${key}" goes only with "kernel"`);
   }
-  const source_ = (key: string, value: unknown) => bootSource(value, `"${key}"`, fail);
+  const hashes = new Map<string, string>();
+  const source_ = (key: string, value: unknown) => bootSource(value, `"${key}"`, fail, HTTP, hashes);
   let boot: ProfileBoot;
   switch (kind) {
     case "kernel":
       boot = {
         kind,
         kernel: source_("kernel", raw.kernel),
-        initrd: initrds(raw.initrd, fail),
+        initrd: initrds(raw.initrd, fail, hashes),
         cmdline: raw.cmdline === undefined ? "" : line(raw.cmdline, `"cmdline"`, MAX_CMDLINE, fail),
       };
       break;
@@ -149,7 +151,14 @@ export function parseProfile(name: string, text: string, source = `profiles/${na
       boot = { kind };
       break;
   }
-  const profile: { name: string; boot: ProfileBoot; bootfile?: string; message?: string } = { name, boot };
+  const profile: {
+    name: string;
+    boot: ProfileBoot;
+    bootfile?: string;
+    message?: string;
+    sha256?: ReadonlyMap<string, string>;
+  } = { name, boot };
+  if (hashes.size > 0) profile.sha256 = hashes;
   if (raw.bootfile !== undefined) profile.bootfile = bootFile(raw.bootfile, fail);
   if (raw.message !== undefined) profile.message = line(raw.message, `"message"`, MAX_TEXT, fail);
   return profile;
@@ -301,9 +310,24 @@ function line(value: unknown, key: string, max: number, fail: (msg: string) => n
  * A boot source: an `http(s)://` URL kept as written (iPXE variables such as `${net0/mac}` must survive),
  * or a path inside the netboot tree, normalised to `a/b/c`.
  */
-function bootSource(value: unknown, key: string, fail: (msg: string) => never, schemes = HTTP): BootSource {
-  if (typeof value === "object" && value !== null && !Array.isArray(value) && "url" in value) {
-    return fail(`${key}: a {"url", "sha256"} source is not supported yet; give a path or an http(s) URL`);
+function bootSource(
+  value: unknown,
+  key: string,
+  fail: (msg: string) => never,
+  schemes = HTTP,
+  hashes?: Map<string, string>,
+): BootSource {
+  if (typeof value === "object" && value !== null && !Array.isArray(value) && hashes !== undefined) {
+    // {"url": "http(s)://...", "sha256": "..."}: a remote file checked before it is served
+    let ref;
+    try {
+      ref = parseRemoteRef(value, key);
+    } catch (err) {
+      return fail(errText(err));
+    }
+    if (ref === null) return fail(`${key} must be a path in the netboot tree or an http(s) URL`);
+    if (ref.sha256 !== undefined) hashes.set(ref.url, ref.sha256);
+    return ref.url;
   }
   if (typeof value !== "string") return fail(`${key} must be a path in the netboot tree or an http(s) URL`);
   const text = line(value, key, MAX_TEXT, fail);
@@ -335,14 +359,18 @@ function bootSource(value: unknown, key: string, fail: (msg: string) => never, s
 
 const HTTP = ["http", "https"];
 
-function initrds(value: unknown, fail: (msg: string) => never): BootSource[] {
+function isUrlObject(value: unknown): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && "url" in value;
+}
+
+function initrds(value: unknown, fail: (msg: string) => never, hashes: Map<string, string>): BootSource[] {
   if (value === undefined) return [];
-  const list = typeof value === "string" ? [value] : value;
-  if (!Array.isArray(list) || list.some((v) => typeof v !== "string")) {
-    return fail(`"initrd" must be a list of strings`);
+  const list = typeof value === "string" || isUrlObject(value) ? [value] : value;
+  if (!Array.isArray(list) || list.some((v) => typeof v !== "string" && !isUrlObject(v))) {
+    return fail(`"initrd" must be a list of paths or URLs (or {"url", "sha256"})`);
   }
   if (list.length > MAX_INITRDS) return fail(`"initrd" lists more than ${MAX_INITRDS} files`);
-  return list.map((v, i) => bootSource(v, `"initrd"[${i}]`, fail));
+  return list.map((v, i) => bootSource(v, `"initrd"[${i}]`, fail, HTTP, hashes));
 }
 
 function bootFile(value: unknown, fail: (msg: string) => never): string {

@@ -317,7 +317,7 @@ export class BootFiles {
   /** A profile with its remote files served by pypxe. */
   #localProfile(profile: Profile): Profile {
     const boot = profile.boot;
-    const local = (p: string) => this.localName(p);
+    const local = (p: string) => this.localName(p, profile.sha256?.get(p));
     if (boot.kind === "kernel") {
       return { ...profile, boot: { ...boot, kernel: local(boot.kernel), initrd: boot.initrd.map(local) } };
     }

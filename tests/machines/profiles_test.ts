@@ -66,8 +66,8 @@ Deno.test("profiles: every boot kind, with defaults", () => {
 
 /** [file text, expected message after `profiles/p.json: `]. */
 const badProfiles: [unknown, string | RegExp][] = [
-  [{ kernel: "k", initrd: [1] }, `"initrd" must be a list of strings`],
-  [{ kernel: "k", initrd: {} }, `"initrd" must be a list of strings`],
+  [{ kernel: "k", initrd: [1] }, `"initrd" must be a list of paths or URLs (or {"url", "sha256"})`],
+  [{ kernel: "k", initrd: {} }, `"initrd" must be a list of paths or URLs (or {"url", "sha256"})`],
   [{}, /needs one of "kernel", "iso", "ipxe", "chain", "local", "menu"/],
   [{ kernel: "k", iso: "x.iso" }, /"kernel" and "iso" cannot be combined/],
   [{ iso: "x.iso", cmdline: "quiet" }, `"cmdline" goes only with "kernel"`],
@@ -88,11 +88,9 @@ const badProfiles: [unknown, string | RegExp][] = [
   [{ kernel: "./" }, `"kernel" is empty`],
   [{ kernel: 5 }, `"kernel" must be a path in the netboot tree or an http(s) URL`],
   [{ kernel: "a b" }, /"kernel" must not contain spaces/],
-  [
-    { kernel: { url: "http://x/k", sha256: "00" } },
-    /"kernel": a \{"url", "sha256"\} source is not supported yet/,
-  ],
-  [{ kernel: "k", initrd: [{ url: "http://x/i" }] }, `"initrd" must be a list of strings`],
+  [{ kernel: { url: "http://x/k", sha256: "00" } }, /"kernel"\.sha256: .*must be 64 hex digits/],
+  [{ kernel: { url: "ftp://x/k" } }, /"kernel"\.url: .*is not an http:\/\/ or https:\/\/ URL/],
+  [{ kernel: "k", initrd: [{ url: "http://x/i", size: 1 }] }, /"initrd"\[0\]\.size: .*not a known key/],
   [{ kernel: "k", cmdline: "quiet\nshell" }, `"cmdline" must be one line without control characters`],
   [{ kernel: "k", cmdline: "x".repeat(4097) }, `"cmdline" is longer than 4096 characters`],
   [{ kernel: "k", cmdline: 3 }, `"cmdline" must be a string`],
@@ -126,7 +124,10 @@ Deno.test("profiles: names are checked; boot-api is reserved; source names the f
   throws(() => parseProfile("boot-api", json({ menu: true })), /reserved for boot-API answers/);
   throws(
     () => parseProfile("d", json({ kernel: "k", initrd: 5 }), "machines/profiles/debian.json"),
-    { message: `machines/profiles/debian.json: "initrd" must be a list of strings` },
+    {
+      message:
+        `machines/profiles/debian.json: "initrd" must be a list of paths or URLs (or {"url", "sha256"})`,
+    },
   );
 });
 
@@ -267,7 +268,7 @@ Deno.test("loadMachines: the first broken file is named with the DIR as given", 
       "groups/g.json": { profile: "debian" },
     });
     await rejects(loadMachines(dir), {
-      message: `${dir}/profiles/debian.json: "initrd" must be a list of strings`,
+      message: `${dir}/profiles/debian.json: "initrd" must be a list of paths or URLs (or {"url", "sha256"})`,
     });
     await write(dir, {
       "profiles/debian.json": { kernel: "debian/linux" },
@@ -297,4 +298,23 @@ Deno.test("loadMachines: files over 1 MiB and non-UTF-8 files are refused", asyn
     await Deno.writeFile(`${dir}/profiles/bin.json`, Uint8Array.of(0xff, 0xfe, 0x7b));
     await rejects(loadMachines(dir), /profiles\/bin\.json: not UTF-8 text/);
   });
+});
+
+Deno.test('profiles: {"url", "sha256"} sources carry the hash to check', () => {
+  const hash = "ab".repeat(32);
+  const p = parseProfile(
+    "remote",
+    JSON.stringify({
+      kernel: { url: "http://origin.lab/k", sha256: hash.toUpperCase() },
+      initrd: [{ url: "http://origin.lab/i" }],
+    }),
+  );
+  deepStrictEqual(p.boot, {
+    kind: "kernel",
+    kernel: "http://origin.lab/k",
+    initrd: ["http://origin.lab/i"],
+    cmdline: "",
+  });
+  equal(p.sha256?.get("http://origin.lab/k"), hash);
+  equal(p.sha256?.size, 1);
 });
