@@ -1,9 +1,9 @@
 /**
  * `deno task bench <name> [args]`: runs one side-by-side benchmark (pypxe against its peers, same
- * machine, same run, alternating) and prints the ratios. Names: tftp, dhcp, http, nbd, boot.
+ * machine, same run, alternating) and prints the ratios. Names: tftp, dhcp, http, nbd, boot, cache.
  * @module
  */
-const BENCHES = ["tftp", "dhcp", "http", "nbd", "boot"] as const;
+const BENCHES = ["tftp", "dhcp", "http", "nbd", "boot", "cache"] as const;
 
 const [name, ...rest] = Deno.args;
 if (!BENCHES.includes(name as (typeof BENCHES)[number])) {

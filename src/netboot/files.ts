@@ -326,6 +326,9 @@ export class BootFiles {
   }
 
   async #remoteFile(key: string, name: string): Promise<NetbootFile> {
+    // a complete copy looked up less than `revalidateMs` ago is served like a local file (and peek()ed)
+    const hit = this.#lookups.get(key);
+    if (hit !== undefined && performance.now() - hit.at < this.#revalidateMs) return hit.file;
     const ref = this.#remotes.get(key);
     if (ref === undefined) {
       throw new NetbootError("not-found", name, "no menu entry or profile names this remote file");
@@ -348,7 +351,12 @@ export class BootFiles {
         layer: "remote",
       };
       rf.close();
-      return file;
+      const kept = hit !== undefined && hit.file.path === file.path && hit.file.size === file.size
+        ? hit.file
+        : file;
+      if (this.#lookups.size >= 10_000) this.#lookups.delete(this.#lookups.keys().next().value!);
+      this.#lookups.set(key, { file: kept, at: performance.now() });
+      return kept;
     }
     return { name: key, path: "", size: rf.size!, mtime: rf.mtime, layer: "remote", remote: rf };
   }
