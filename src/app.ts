@@ -268,6 +268,8 @@ async function startServices(
   });
   // remote files named by menu.json, profiles and --netboot-file*: known before the first request
   const localConfig = await primeRemotes(files, config, machines);
+  const menuProblem = await files.menuProblem();
+  if (menuProblem !== undefined) log.warn(`${menuProblem} (the generated menus show it; fix menu.json)`);
   const ctx: ServiceContext = {
     config: localConfig,
     netboot,

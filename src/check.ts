@@ -15,6 +15,7 @@ import { MachineBoot } from "./machines/runtime.ts";
 import { readTokenFile } from "./machines/api.ts";
 import { errText } from "./errors.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
+import { BootFiles } from "./netboot/files.ts";
 
 /** What `--check` found. */
 export interface CheckReport {
@@ -190,6 +191,8 @@ export async function runCheck(opts: {
   problems.push(...addressProblems(config, opts.localAddresses ?? hostAddresses()));
   problems.push(...await imageProblems(config));
   problems.push(...await leaseProblems(config, opts.staticLeases ?? new Map()));
+  const menuProblem = await new BootFiles({ netboot }).menuProblem();
+  if (menuProblem !== undefined) problems.push(menuProblem);
   const policy = policyOptionsFrom(config);
   const rows: string[][] = [["client", "boot file", "next-server", "options", "file"]];
   for (const { label, client, optionalUnless } of SAMPLE_CLIENTS) {

@@ -425,6 +425,8 @@ function validate(config: PxeConfig, explicit: ReadonlySet<ConfigKey>): void {
     const setting = SETTINGS[key];
     const checked = checkValue(setting.kind, config[key], setting);
     if (!checked.ok) throw new ConfigError(`${nameOf(key, explicit)}: ${checked.reason}`);
+    // the checked form is the value (`--cache-max 100M` is 104857600, a port given as text a number)
+    (config as unknown as Record<string, unknown>)[key] = checked.value;
   }
   if (!config.USE_DHCP) return;
   const { DHCP_OFFER_BEGIN: begin, DHCP_OFFER_END: end, DHCP_SERVER_IP: server, DHCP_SUBNET: mask } = config;

@@ -302,6 +302,11 @@ export class BootFiles {
     for (const profile of profiles) this.#localProfile(profile);
   }
 
+  /** Why `menu.json` cannot be used (its error, naming the entry), or undefined when it is fine or absent. */
+  async menuProblem(): Promise<string | undefined> {
+    return (await this.#menuInput()).notice;
+  }
+
   /** Every remote file named so far, for `pypxe cache fetch` and the status page. */
   remoteRefs(): RemoteRef[] {
     return [...this.#remotes.values()];

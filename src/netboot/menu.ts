@@ -37,7 +37,7 @@
  * @module
  */
 import { errText } from "../errors.ts";
-import { parseRemoteRef } from "./remote_url.ts";
+import { parseRemoteRef, RemoteUrlError } from "./remote_url.ts";
 import { DROPIN_ID_PREFIX, KERNEL_DEFAULT_PREFIX, SCRIPT_DEFAULT_PREFIX } from "./dropins.ts";
 
 /** One kernel/initrd entry of the menu file. */
@@ -217,6 +217,9 @@ function bootSource(value: unknown, field: string, hashes: Map<string, string>):
   try {
     ref = parseRemoteRef(value, field);
   } catch (err) {
+    if (err instanceof RemoteUrlError) {
+      throw new MenuFileError(err.where, err.message.slice(err.where.length + 2));
+    }
     throw new MenuFileError(field, errText(err).replace(`${field}: `, ""));
   }
   if (ref !== null) {

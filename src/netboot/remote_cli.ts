@@ -20,6 +20,9 @@ import { NetbootFs } from "./fs.ts";
 import { RemoteCache } from "./remote.ts";
 import { remoteCacheDir } from "./remote_open.ts";
 import { displayUrl } from "./remote_url.ts";
+import { readIndex } from "./remote_index.ts";
+import { heldInfo, type RemoteEntryInfo } from "./remote_list.ts";
+import { getLogger } from "@logtape/logtape";
 
 /** Where the command writes. */
 export interface CacheCliIo {
@@ -37,16 +40,20 @@ export async function runCacheCommand(args: readonly string[], io: CacheCliIo): 
     const request = parseArgs(flags);
     const file = request.configFile !== undefined ? await loadConfigFile(request.configFile) : { values: {} };
     const { config } = buildConfig({ file: file.values, flags: request.flags, interfaces: () => [] });
+    if (sub === "list") {
+      // read only: a running server may be downloading into this directory
+      const dir = remoteCacheDir(config);
+      const now = Date.now();
+      const entries = (await readIndex(dir, getLogger(["pypxe", "remote"]))).map((e) => heldInfo(e, now));
+      io.stdout(listText(entries, dir));
+      return 0;
+    }
     const cache = await RemoteCache.create({
       dir: remoteCacheDir(config),
       maxBytes: config.CACHE_MAX,
       revalidateMs: config.CACHE_REVALIDATE * 1000,
     });
     try {
-      if (sub === "list") {
-        io.stdout(listText(cache, remoteCacheDir(config)));
-        return 0;
-      }
       // the files the server would serve from the cache: the same registry the server builds
       const overlay = config.NETBOOT_DIR === DEFAULTS.NETBOOT_DIR &&
           !(await Deno.stat(config.NETBOOT_DIR).then(() => true, () => false))
@@ -109,8 +116,7 @@ export async function runCacheCommand(args: readonly string[], io: CacheCliIo): 
 }
 
 /** The held files as a table. */
-function listText(cache: RemoteCache, dir: string): string {
-  const entries = cache.list();
+function listText(entries: readonly RemoteEntryInfo[], dir: string): string {
   if (entries.length === 0) return `cache ${dir}: empty\n`;
   const age = (ms: number | null) =>
     ms === null

@@ -155,6 +155,18 @@ export class CacheIndex {
   }
 }
 
+/**
+ * The complete entries of the index in `dir`, read only: nothing is created, removed or written (for
+ * `pypxe cache list` while a server may be using the directory).
+ */
+export async function readIndex(dir: string, log: RemoteLog): Promise<IndexEntry[]> {
+  const out: IndexEntry[] = [];
+  for (const entry of await readEntries(join(dir, INDEX_FILE), log)) {
+    if (await fileSize(join(dir, entry.key)) === entry.size) out.push(entry);
+  }
+  return out;
+}
+
 async function readEntries(path: string, log: RemoteLog): Promise<IndexEntry[]> {
   let text: string;
   try {
