@@ -97,7 +97,13 @@ export interface RemoteOpenOptions {
 interface Failure {
   readonly url: string;
   readonly error: RemoteError;
+  /** When it failed (the clock of the cache) and the sha256 the download was checked against. */
+  readonly at: number;
+  readonly expected: string | undefined;
 }
+
+/** A download whose sha256 did not match is not tried again for this long (50 machines, one bad ISO). */
+const MISMATCH_HOLD_MS = 60_000;
 
 /** The on-disk cache of remote boot files. */
 export class RemoteCache {
@@ -167,6 +173,13 @@ export class RemoteCache {
       );
     }
     const key = remoteKey(href);
+    const failed = this.#failures.get(key);
+    if (
+      failed !== undefined && failed.error.code === "mismatch" && failed.expected === expected &&
+      this.#now() - failed.at < MISMATCH_HOLD_MS && !this.#downloads.has(key)
+    ) {
+      throw failed.error;
+    }
     const entry = this.#index.get(key);
     if (
       !this.#downloads.has(key) && entry !== undefined &&
@@ -342,7 +355,7 @@ export class RemoteCache {
     this.#track(
       d.done.then(
         () => this.#failures.delete(key),
-        (err: RemoteError) => this.#failures.set(key, { url, error: err }),
+        (err: RemoteError) => this.#failures.set(key, { url, error: err, at: this.#now(), expected }),
       ).finally(() => {
         if (this.#downloads.get(key) === d) this.#downloads.delete(key);
         this.#dropTransient(d);
