@@ -59,6 +59,15 @@ function writeStderr(line: string): void {
 /** The logger of the program itself (banner, lifecycle); services use `["pypxe", service]`. */
 export const MAIN_CATEGORY: readonly string[] = ["pypxe", "main"];
 
+/** Log categories that are not services, and the service whose `--debug`/`--verbose` they follow. */
+const CATEGORY_SERVICE: Readonly<Record<string, (typeof SERVICE_NAMES)[number]>> = {
+  machines: "dhcp",
+  dhcp6: "dhcp",
+  api: "http",
+  remote: "http",
+  netboot: "tftp",
+};
+
 /** Configures LogTape for the whole process; call {@linkcode teardownLogging} to flush the sinks. */
 export async function setupLogging(opts: LoggingOptions = {}): Promise<void> {
   const sinks: Record<string, Sink> = { console: consoleSink(opts.write ?? writeStderr) };
@@ -83,6 +92,11 @@ export async function setupLogging(opts: LoggingOptions = {}): Promise<void> {
       { category: ["pypxe", "main"], lowestLevel: "info" },
       ...SERVICE_NAMES.map((service) => ({
         category: ["pypxe", service],
+        lowestLevel: levelFor(service, opts),
+      })),
+      // the other categories follow the service they serve (`--debug dhcp` shows the boot API's lines)
+      ...Object.entries(CATEGORY_SERVICE).map(([category, service]) => ({
+        category: ["pypxe", category],
         lowestLevel: levelFor(service, opts),
       })),
     ],

@@ -30,6 +30,27 @@ Deno.test("per-service levels reach the console sink as selected", async () => {
   assert.doesNotMatch(text, /core detail/);
 });
 
+Deno.test("categories that are not services are INFO by default and follow their service's --debug", async () => {
+  for (const [opts, debugShown] of [[{}, false], [{ debug: "dhcp" }, true]] as const) {
+    const lines: string[] = [];
+    await setupLogging({ ...opts, write: (l) => lines.push(l) });
+    try {
+      for (const category of ["machines", "dhcp6", "api", "remote", "netboot"]) {
+        getLogger(["pypxe", category]).debug(`${category} detail`);
+        getLogger(["pypxe", category]).info(`${category} step`);
+      }
+    } finally {
+      await teardownLogging();
+    }
+    const text = lines.join("\n");
+    for (const category of ["machines", "dhcp6", "api", "remote", "netboot"]) {
+      assert.match(text, new RegExp(`${category} step`));
+    }
+    assert.equal(/machines detail/.test(text), debugShown, JSON.stringify(opts));
+    assert.doesNotMatch(text, /remote detail/);
+  }
+});
+
 Deno.test({
   name: "--syslog sends RFC 5424 datagrams to the server",
   sanitizeResources: false, // LogTape's syslog sink closes its node:dgram socket asynchronously
