@@ -217,9 +217,7 @@ Deno.test(requires(needsRoot() ?? missingTools("unshare", "mount"), {
       assert.deepEqual(result.afterBig, ["index.json"], "the partial file is removed");
       assert.equal(result.small, sha256(small), "the cache still works once the space is back");
       assert.ok(
-        result.log.some((l: string) =>
-          l.startsWith("download failed: ") && l.includes("No space left")
-        ),
+        result.log.some((l: string) => l.startsWith("download failed: ") && l.includes("No space left")),
       );
       assert.deepEqual([...Deno.readDirSync(mnt)], [], "the tmpfs lived only in the child's namespace");
     } finally {
