@@ -14,8 +14,9 @@
  *    (`pypxe machines --json` and GET /api/machines/MAC: next null, lastBoot alpha/done), and its second
  *    boot is the default (fallback).
  * 3. boot API: a fake pixiecore API (tests/helpers/boot_api_server.ts, a process in the server namespace)
- *    answers the client's MAC with a kernel and an initrd of its own (relative URLs, served by the API
- *    host, outside the netboot tree): the client boots the API's initrd.
+ *    answers the client's MAC with a kernel and an initrd of its own (relative URLs, on the API host,
+ *    outside the netboot tree): pypxe serves them to the client through its remote cache
+ *    (`remote/<key>/...`, issue 17) and the client boots the API's initrd.
  * 4. the API stopped mid-run: the same client boots again while the API process is stopped (SIGSTOP: the
  *    kernel still accepts the connection, nobody answers: pypxe's timeout) and once more after it was
  *    killed (connection refused): both boots fall back to the groups (fallback) within the usual time.
@@ -120,6 +121,8 @@ function startServer(bed: Bed, extra: readonly string[]): Promise<PypxeProcess> 
     bed.seg.serverIf,
     "--netboot-dir",
     bed.overlay,
+    "--cache-dir",
+    join(bed.outside, "cache"),
     "--verbose",
     "all",
     "--dhcp",
@@ -405,8 +408,14 @@ async function bootApiScenario(): Promise<void> {
         "boot API",
       );
       const upLog = pypxe.lines.join("\n");
-      // the kernel and initrd came from the API host, not from pypxe
-      assert.doesNotMatch(upLog, / http .*\/(vmlinuz|initrd\.img) 200 /, "pypxe served the API's payload");
+      // the kernel and initrd came from the API host, through pypxe's remote cache (not from its tree)
+      assert.match(upLog, / http .*\/remote\/[0-9a-f]{16}\/vmlinuz 200 /, "the API's kernel via the cache");
+      assert.match(
+        upLog,
+        / http .*\/remote\/[0-9a-f]{16}\/initrd\.img 200 /,
+        "the API's initrd via the cache",
+      );
+      assert.doesNotMatch(upLog, / http [^ ]+ \/(vmlinuz|initrd\.img) 200 /, "served from the tree");
       assert.doesNotMatch(upLog, /WARN .*boot API/, "boot API warnings while it was up");
       const server = pypxe;
       let seen = server.lines.length;
