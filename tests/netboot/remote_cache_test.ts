@@ -7,39 +7,9 @@ import { join } from "node:path";
 import { RemoteCache, type RemoteCacheOptions, RemoteError, remoteKey } from "../../src/netboot/remote.ts";
 import { sha256 } from "../helpers/hash.ts";
 import { hashReader, hashStream, memoryLog, OriginServer, randomBytes } from "../helpers/origin_server.ts";
+import { dirNames, MiB, remoteBed } from "./helpers.ts";
 
-const MiB = 1 << 20;
-
-async function setup(opts: Partial<RemoteCacheOptions> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-remote-" });
-  const origin = await OriginServer.start();
-  const log = memoryLog();
-  const cache = await RemoteCache.create({
-    dir,
-    maxBytes: 1e9,
-    log,
-    retryDelayMs: 20,
-    timeoutMs: 5000,
-    ...opts,
-  });
-  return {
-    dir,
-    origin,
-    log,
-    cache,
-    async [Symbol.asyncDispose]() {
-      await cache.close();
-      await origin.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-async function dirNames(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
+const setup = (opts: Partial<RemoteCacheOptions> = {}) => remoteBed({ timeoutMs: 5000, ...opts });
 
 Deno.test("remote: cold fetch gives the origin's bytes, then the held copy without a request", async () => {
   await using t = await setup();

@@ -6,35 +6,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { RemoteCache, type RemoteCacheOptions, remoteKey } from "../../src/netboot/remote.ts";
 import { sha256 } from "../helpers/hash.ts";
-import { hashReader, memoryLog, OriginServer, randomBytes } from "../helpers/origin_server.ts";
-
-const MiB = 1 << 20;
+import { hashReader, randomBytes } from "../helpers/origin_server.ts";
+import { MiB, remoteBed } from "./helpers.ts";
 
 async function setup(opts: Partial<RemoteCacheOptions> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-remote-" });
-  const origin = await OriginServer.start();
-  const log = memoryLog();
   const clock = { now: 1_700_000_000_000 };
   const tick = () => (clock.now += 1000);
-  const cache = await RemoteCache.create({ dir, maxBytes: 3 * MiB, log, now: tick, ...opts });
-  for (const name of ["a", "b", "c", "d", "e"]) origin.put(`/${name}`, randomBytes(MiB));
-  return {
-    dir,
-    origin,
-    log,
-    cache,
+  const bed = await remoteBed({ maxBytes: 3 * MiB, retryDelayMs: 500, now: tick, ...opts });
+  for (const name of ["a", "b", "c", "d", "e"]) bed.origin.put(`/${name}`, randomBytes(MiB));
+  return Object.assign(bed, {
     clock,
-    held: () => t_held(cache),
+    held: () => t_held(bed.cache),
     async use(name: string) {
-      (await cache.open(origin.url(`/${name}`))).close();
-      await cache.idle();
+      (await bed.cache.open(bed.origin.url(`/${name}`))).close();
+      await bed.cache.idle();
     },
-    async [Symbol.asyncDispose]() {
-      await cache.close();
-      await origin.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  });
 }
 
 function t_held(cache: RemoteCache): string[] {

@@ -4,36 +4,12 @@
  * origin has no more; a file that changes upstream mid-download fails; retries are bounded.
  */
 import assert from "node:assert/strict";
-import { RemoteCache, type RemoteCacheOptions } from "../../src/netboot/remote.ts";
+import { type RemoteCacheOptions } from "../../src/netboot/remote.ts";
 import { sha256 } from "../helpers/hash.ts";
-import { hashReader, memoryLog, OriginServer, randomBytes } from "../helpers/origin_server.ts";
+import { hashReader, randomBytes } from "../helpers/origin_server.ts";
+import { MiB, remoteBed } from "./helpers.ts";
 
-const MiB = 1 << 20;
-
-async function setup(opts: Partial<RemoteCacheOptions> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-remote-" });
-  const origin = await OriginServer.start();
-  const log = memoryLog();
-  const cache = await RemoteCache.create({
-    dir,
-    maxBytes: 1e9,
-    log,
-    retryDelayMs: 20,
-    timeoutMs: 5000,
-    ...opts,
-  });
-  return {
-    dir,
-    origin,
-    log,
-    cache,
-    async [Symbol.asyncDispose]() {
-      await cache.close();
-      await origin.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+const setup = (opts: Partial<RemoteCacheOptions> = {}) => remoteBed({ timeoutMs: 5000, ...opts });
 
 Deno.test("remote: a connection cut mid-body is resumed with Range and If-Range; readers just wait", async () => {
   await using t = await setup();

@@ -4,38 +4,17 @@
  * failing origin keeps serving the stale copy and says so once; a sha256-pinned file is never revalidated.
  */
 import assert from "node:assert/strict";
-import { RemoteCache, type RemoteCacheOptions } from "../../src/netboot/remote.ts";
+import { type RemoteCacheOptions } from "../../src/netboot/remote.ts";
 import { sha256 } from "../helpers/hash.ts";
-import { hashReader, memoryLog, OriginServer, randomBytes } from "../helpers/origin_server.ts";
+import { hashReader, randomBytes } from "../helpers/origin_server.ts";
+import { remoteBed } from "./helpers.ts";
 
 const HOUR = 3_600_000;
 
 async function setup(opts: Partial<RemoteCacheOptions> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-remote-" });
-  const origin = await OriginServer.start();
-  const log = memoryLog();
   const clock = { now: 1_700_000_000_000 };
-  const cache = await RemoteCache.create({
-    dir,
-    maxBytes: 1e9,
-    log,
-    retryDelayMs: 20,
-    timeoutMs: 2000,
-    now: () => clock.now,
-    ...opts,
-  });
-  return {
-    dir,
-    origin,
-    log,
-    cache,
-    clock,
-    async [Symbol.asyncDispose]() {
-      await cache.close();
-      await origin.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  const bed = await remoteBed({ timeoutMs: 2000, now: () => clock.now, ...opts });
+  return Object.assign(bed, { clock });
 }
 
 Deno.test("remote: revalidation at most every revalidateMs; 304 keeps the held copy", async () => {

@@ -5,41 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  RemoteCache,
-  type RemoteCacheOptions,
-  RemoteError,
-  type RemoteWriter,
-} from "../../src/netboot/remote.ts";
+import { type RemoteCacheOptions, RemoteError, type RemoteWriter } from "../../src/netboot/remote.ts";
 import { sha256 } from "../helpers/hash.ts";
-import { hashReader, hashStream, memoryLog, OriginServer, randomBytes } from "../helpers/origin_server.ts";
+import { hashReader, hashStream, OriginServer, randomBytes } from "../helpers/origin_server.ts";
 import { missingTools, needsRoot, requires } from "../helpers/tools.ts";
+import { dirNames, MiB, remoteBed } from "./helpers.ts";
 
-const MiB = 1 << 20;
-
-async function setup(opts: Partial<RemoteCacheOptions> = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "pypxe-remote-" });
-  const origin = await OriginServer.start();
-  const log = memoryLog();
-  const cache = await RemoteCache.create({ dir, maxBytes: 1e9, log, retryDelayMs: 20, ...opts });
-  return {
-    dir,
-    origin,
-    log,
-    cache,
-    async [Symbol.asyncDispose]() {
-      await cache.close();
-      await origin.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-async function dirNames(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
+const setup = (opts: Partial<RemoteCacheOptions> = {}) => remoteBed(opts);
 
 Deno.test("remote: sha256 mismatch rejects every reader before the last bytes, keeps nothing, next open re-downloads", async () => {
   await using t = await setup();
