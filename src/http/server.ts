@@ -334,25 +334,17 @@ export class HttpServer implements Service {
       done({ status, bytes: 0, outcome: "ok" });
       return rawResponse(status, Object.entries(headers), null);
     }
-    const events = this.#opts.events;
-    const id = events?.nextId() ?? 0;
     const client = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
-    events?.emit({ kind: "transfer-start", service: "http", id, client, file: file.name, size: length });
-    const t0 = performance.now();
-    const body = countedStream(remote.stream(start, start + length, { close: true }), (bytes, outcome) => {
-      done({ status, bytes, outcome });
-      events?.emit({
-        kind: "transfer-end",
-        service: "http",
-        id,
-        client,
-        file: file.name,
-        bytes,
-        ms: performance.now() - t0,
-        outcome,
-      });
+    const end = this.#transfer(
+      client,
+      file.name,
+      length,
+      (bytes, outcome) => done({ status, bytes, outcome }),
+    );
+    return new Response(countedStream(remote.stream(start, start + length, { close: true }), end), {
+      status,
+      headers,
     });
-    return new Response(body, { status, headers });
   }
 
   /** Answers GET/HEAD for a resolved file: 304, 416, 206 or 200, from memory or from the file. */
@@ -411,6 +403,27 @@ export class HttpServer implements Service {
     return this.#sendFile(req, info, entry, { status, headers, start, length }, done);
   }
 
+  /**
+   * Emits transfer-start now; returns the function that ends the transfer once (`finished` first, then
+   * transfer-end with the bytes and time).
+   */
+  #transfer(
+    client: string,
+    file: string,
+    size: number,
+    finished: (bytes: number, outcome: string) => void,
+  ): (bytes: number, outcome: string) => void {
+    const events = this.#opts.events;
+    const id = events?.nextId() ?? 0;
+    events?.emit({ kind: "transfer-start", service: "http", id, client, file, size });
+    const t0 = performance.now();
+    return (bytes, outcome) => {
+      finished(bytes, outcome);
+      const ms = performance.now() - t0;
+      events?.emit({ kind: "transfer-end", service: "http", id, client, file, bytes, ms, outcome });
+    };
+  }
+
   /** transfer-start/transfer-end of a file answered from memory in one piece. */
   #emitSmall(info: ServeInfo, file: string, size: number): void {
     const events = this.#opts.events;
@@ -449,23 +462,12 @@ export class HttpServer implements Service {
       done({ status, bytes: 0, outcome: "ok" });
       return rawResponse(status, Object.entries(headers), null);
     }
-    const events = this.#opts.events;
-    const id = events?.nextId() ?? 0;
-    events?.emit({ kind: "transfer-start", service: "http", id, client, file: file.name, size: length });
-    const t0 = performance.now();
-    const end = (bytes: number, outcome: string) => {
-      done({ status, bytes, outcome });
-      events?.emit({
-        kind: "transfer-end",
-        service: "http",
-        id,
-        client,
-        file: file.name,
-        bytes,
-        ms: performance.now() - t0,
-        outcome,
-      });
-    };
+    const end = this.#transfer(
+      client,
+      file.name,
+      length,
+      (bytes, outcome) => done({ status, bytes, outcome }),
+    );
 
     if (entry.body !== null) {
       const body = status === 206 ? entry.body.subarray(start, start + length) : entry.body;
