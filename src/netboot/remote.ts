@@ -339,8 +339,11 @@ export class RemoteCache {
       return await Deno.open(d.partPath);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
-      if (d.state === "failed") throw d.error;
+      // the .part is gone: renamed into place (the download is storing or stored it) or removed after a
+      // failure; the download's end says which (a small file can finish before its first reader opens it)
+      await d.done.catch(() => {});
       if (d.state === "complete") return await Deno.open(this.#finalPath(key));
+      if (d.state === "failed") throw d.error;
       throw err;
     }
   }

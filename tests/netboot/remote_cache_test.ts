@@ -180,7 +180,7 @@ Deno.test("remote: fetchAll pre-fetches every URL, reports progress, and a failu
     (p) => seen.push(`${new URL(p.url).pathname} ${p.state}`),
     { progressMs: 20 },
   );
-  assert.deepEqual(results.map((r) => r.ok), [true, true, false]);
+  assert.deepEqual(results.map((r) => r.ok), [true, true, false], JSON.stringify(results));
   assert.equal(results[0].sha256, sha256(a));
   assert.equal(results[1].kept, true);
   assert.equal(results[0].cached, false);
