@@ -147,6 +147,7 @@ const GROUP_TITLES: Readonly<Record<SettingGroup, string>> = {
   http: "HTTP service arguments",
   machines: "Per-machine boot arguments",
   cache: "Remote boot file cache arguments",
+  ipv6: "IPv6 arguments",
 };
 
 /** The default as `--help` shows it: the row's `defaultText`, else its value in PyPXE's spelling. */
@@ -167,6 +168,7 @@ export function helpText(version: string): string {
     http: [],
     machines: [],
     cache: [],
+    ipv6: [],
   };
   for (const [name, c] of Object.entries(COMMANDS)) {
     rows.main.push([name + (c.metavar ? ` ${c.metavar}` : ""), c.help]);

@@ -7,7 +7,9 @@
  * flag parser, `--help` and `--dump-config` all derive from it; this file checks and merges values.
  * @module
  */
+import { formatIpv6, parseIpv6 } from "./dhcp6/address.ts";
 import { errText } from "./errors.ts";
+import { deriveIpv6, type Ipv6Address, Ipv6ConfigError, ipv6Interfaces } from "./net6.ts";
 import {
   broadcastOf,
   inSubnet,
@@ -75,6 +77,10 @@ export function checkValue(kind: SettingKind, value: unknown, range: { min?: num
       return typeof value === "string" && (value === "" || ipToInt(value) !== null)
         ? { ok: true, value }
         : { ok: false, reason: `expected an IPv4 address or "", got ${shown}` };
+    case "ipv6-or-empty":
+      return typeof value === "string" && (value === "" || parseIpv6(value) !== undefined)
+        ? { ok: true, value: value === "" ? value : formatIpv6(parseIpv6(value)!) }
+        : { ok: false, reason: `expected an IPv6 address or "", got ${shown}` };
     case "host-or-null":
       if (value === null || value === "") return { ok: true, value: null };
       return typeof value === "string" && isHost(value)
@@ -310,6 +316,8 @@ export interface BuildConfigOptions {
   flags?: Partial<PxeConfig>;
   /** The interfaces to derive addresses from (defaults to the machine's). */
   interfaces?: () => Ipv4Interface[];
+  /** The IPv6 addresses to derive `--ipv6` settings from (defaults to the machine's). */
+  interfaces6?: () => Ipv6Address[];
 }
 
 /**
@@ -334,6 +342,23 @@ export function buildConfig(opts: BuildConfigOptions = {}): BuiltConfig {
   }
 
   validate(config, explicit);
+  if (config.USE_IPV6 && (config.USE_DHCP || config.USE_RA)) {
+    try {
+      const d = deriveIpv6({
+        iface: config.INTERFACE,
+        server: config.DHCP6_SERVER_IP,
+        begin: config.DHCP6_OFFER_BEGIN,
+        end: config.DHCP6_OFFER_END,
+        full: config.USE_DHCP && !config.DHCP_MODE_PROXY,
+      }, (opts.interfaces6 ?? ipv6Interfaces)());
+      config.DHCP6_SERVER_IP = d.server;
+      config.DHCP6_OFFER_BEGIN = d.begin;
+      config.DHCP6_OFFER_END = d.end;
+    } catch (err) {
+      if (err instanceof Ipv6ConfigError) throw new ConfigError(err.message);
+      throw new ConfigError(`--ipv6: cannot list interfaces (${describeFsError(err)})`);
+    }
+  }
   if (config.USE_HTTP && !config.USE_IPXE && !config.USE_DHCP) {
     warnings.push("HTTP selected but iPXE disabled: the PXE ROM must support HTTP requests");
   }

@@ -89,6 +89,16 @@ export interface PxeConfig {
   CACHE_MAX: number;
   /** Seconds between two revalidations of a cached remote file with its origin. */
   CACHE_REVALIDATE: number;
+  /** Serve IPv6 too: DHCPv6 (with USE_DHCP) on UDP 547, TFTP and HTTP on `::`. */
+  USE_IPV6: boolean;
+  /** The server's IPv6 address in boot URLs; "" = the interface's global or ULA address. */
+  DHCP6_SERVER_IP: string;
+  /** First address of the DHCPv6 pool; "" = `<the interface's /64>::1:0`. */
+  DHCP6_OFFER_BEGIN: string;
+  /** Last address of the DHCPv6 pool; "" = `<the interface's /64>::1:ffff`. */
+  DHCP6_OFFER_END: string;
+  /** Send router advertisements (M and O flags, the interface's /64) on a segment without a router. */
+  USE_RA: boolean;
 }
 
 /** The keys that name a boot file (an `http(s)://` URL there is served through the remote cache). */
@@ -119,6 +129,7 @@ export interface SettingValues {
   services: string;
   "url-or-empty": string;
   "listen-or-empty": string;
+  "ipv6-or-empty": string;
   size: number;
 }
 
@@ -131,7 +142,16 @@ export type SettingKindFor<T> = unknown extends T ? SettingKind : {
 }[SettingKind];
 
 /** The `--help` group a setting is listed under (PyPXE's README tables, then ours). */
-export type SettingGroup = "main" | "dhcp" | "files" | "nbd" | "tftp" | "http" | "machines" | "cache";
+export type SettingGroup =
+  | "main"
+  | "dhcp"
+  | "files"
+  | "nbd"
+  | "tftp"
+  | "http"
+  | "machines"
+  | "cache"
+  | "ipv6";
 
 /** One row of the settings table: type, default, flag(s) and help of one JSON key. */
 export interface Setting<T = unknown> {
@@ -767,6 +787,55 @@ export const SETTINGS: SettingsTable = {
     max: 365 * 86_400,
     ours: true,
     help: "Seconds between two checks of a cached file with its origin (If-None-Match)",
+  },
+  USE_IPV6: {
+    kind: "bool",
+    group: "ipv6",
+    default: false,
+    flag: "--ipv6",
+    noFlag: "--no-ipv6",
+    ours: true,
+    help:
+      "Also serve IPv6: DHCPv6 on UDP 547 with --dhcp (proxyDHCPv6 with --dhcp-proxy), TFTP and HTTP on ::",
+  },
+  DHCP6_SERVER_IP: {
+    kind: "ipv6-or-empty",
+    group: "ipv6",
+    default: "",
+    flag: "--dhcp6-server-ip",
+    metavar: "IP6",
+    ours: true,
+    defaultText: "the interface's global or ULA address",
+    help: "This server's IPv6 address in the boot URLs (option 59) sent to IPv6 clients",
+  },
+  DHCP6_OFFER_BEGIN: {
+    kind: "ipv6-or-empty",
+    group: "ipv6",
+    default: "",
+    flag: "--dhcp6-begin",
+    metavar: "IP6",
+    ours: true,
+    defaultText: "<the interface's /64>::1:0",
+    help: "DHCPv6 address range start",
+  },
+  DHCP6_OFFER_END: {
+    kind: "ipv6-or-empty",
+    group: "ipv6",
+    default: "",
+    flag: "--dhcp6-end",
+    metavar: "IP6",
+    ours: true,
+    defaultText: "<the interface's /64>::1:ffff",
+    help: "DHCPv6 address range end",
+  },
+  USE_RA: {
+    kind: "bool",
+    group: "ipv6",
+    default: false,
+    flag: "--ra",
+    noFlag: "--no-ra",
+    ours: true,
+    help: "Send router advertisements (managed flag, the interface's /64) on a segment with no router",
   },
 };
 
