@@ -42,6 +42,7 @@ import {
 } from "./server.ts";
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
 import { createDhcpService } from "./dhcp/server.ts";
+import { createDhcp6Service } from "./dhcp6/server.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
@@ -72,6 +73,7 @@ export const SERVICE_FACTORIES: ServiceFactory[] = [
   createTftpService,
   createHttpService,
   createDhcpService,
+  createDhcp6Service,
   createNbdService,
   createMachinesService,
 ];

@@ -88,6 +88,12 @@ export async function banner(
       lines.push(`  dhcp: router ${config.DHCP_ROUTER || "none"}, DNS ${config.DHCP_DNS || "none"}`);
     }
   }
+  if (config.USE_DHCP && config.USE_IPV6) {
+    const mode = config.DHCP_MODE_PROXY
+      ? "proxyDHCPv6 (boot options only; Requests also on 4011)"
+      : `range ${config.DHCP6_OFFER_BEGIN}-${config.DHCP6_OFFER_END}`;
+    lines.push(`  dhcp6: server ${config.DHCP6_SERVER_IP}, ${mode}`);
+  }
   if (caps !== undefined && services.some((s) => s.name !== "dhcp")) {
     lines.push(`  limits: ${describeCaps(caps)}`);
   }

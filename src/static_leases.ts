@@ -16,6 +16,8 @@ export interface StaticBinding {
   readonly dns?: readonly string[];
   /** Boot file for this client, overriding the derived one. */
   readonly rom?: string;
+  /** Its fixed IPv6 address (DHCPv6 with `--ipv6`; the MAC is read from its DUID or link-local address). */
+  readonly ipv6addr?: string;
 }
 
 /** Bindings by MAC, normalised to lower case with colons. */
@@ -29,6 +31,7 @@ const FIELDS = {
   router: "ip",
   dns: "ip-list",
   rom: "string",
+  ipv6addr: "ipv6-or-empty",
 } as const;
 
 /** Parses the text of a static-leases file; a bad entry is an error naming its MAC and field. */
