@@ -16,6 +16,7 @@ import { readTokenFile } from "./machines/api.ts";
 import { errText } from "./errors.ts";
 import type { NetbootFs } from "./netboot/fs.ts";
 import { BootFiles } from "./netboot/files.ts";
+import { checkIpv6 } from "./check6.ts";
 
 /** What `--check` found. */
 export interface CheckReport {
@@ -44,6 +45,10 @@ export function portsOf(config: PxeConfig): PortUse[] {
   if (config.USE_DHCP) {
     ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: config.DHCP_SERVER_PORT });
     if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: 4011 });
+    if (config.USE_IPV6) {
+      ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 547 });
+      if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 4011 });
+    }
   }
   if (config.USE_HTTP) {
     ports.push({ service: "http", proto: "TCP", host: config.HTTP_SERVER_IP, port: config.HTTP_PORT });
@@ -191,6 +196,8 @@ export async function runCheck(opts: {
   problems.push(...addressProblems(config, opts.localAddresses ?? hostAddresses()));
   problems.push(...await imageProblems(config));
   problems.push(...await leaseProblems(config, opts.staticLeases ?? new Map()));
+  const six = await checkIpv6(config, opts.staticLeases ?? new Map());
+  problems.push(...six.problems);
   const menuProblem = await new BootFiles({ netboot }).menuProblem();
   if (menuProblem !== undefined) problems.push(menuProblem);
   const policy = policyOptionsFrom(config);
@@ -233,6 +240,7 @@ export async function runCheck(opts: {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = [`Replies pypxe would send (${config.DHCP_MODE_PROXY ? "proxyDHCP" : "DHCP"}):`];
   for (const row of rows) lines.push("  " + pad(row, widths));
+  lines.push(...six.lines);
   lines.push(...machineLines);
   lines.push("Ports:");
   const ports = portsOf(config);
@@ -240,9 +248,9 @@ export async function runCheck(opts: {
   for (const use of ports) {
     const problem = probePort(use);
     lines.push(
-      `  ${use.service.padEnd(5)} ${use.proto} ${use.host}:${use.port}  ${
-        problem === null ? "free" : "NOT FREE"
-      }`,
+      `  ${use.service.padEnd(5)} ${use.proto} ${
+        use.host.includes(":") ? `[${use.host}]` : use.host
+      }:${use.port}  ${problem === null ? "free" : "NOT FREE"}`,
     );
     if (problem !== null) problems.push(problem);
   }
