@@ -341,7 +341,7 @@ export class StatusBoard {
   }
 }
 
-/** `10.0.0.9` of `10.0.0.9:1000`. */
+/** `10.0.0.9` of `10.0.0.9:1000`, `fd00::5` of `[fd00::5]:1000`. */
 function hostOf(client: string): string {
-  return client.replace(/:\d+$/, "");
+  return client.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
 }

@@ -310,3 +310,37 @@ Deno.test("status: a REQUEST naming another DHCP server reaches the board and is
     board.close();
   }
 });
+
+Deno.test("status: an IPv6 client's DHCPv6 address and its [addr]:port transfers are one client", () => {
+  const events = new BootEvents();
+  const board = new StatusBoard(events, { now: () => 1_000_000 });
+  try {
+    events.emit({
+      kind: "dhcp",
+      mac: "52:54:00:77:00:66",
+      received: "REQUEST",
+      sent: "REPLY",
+      client: "UEFI x64 (IPv6)",
+      ip: "fd00:1::1:0",
+      bootFile: "ipxe.efi",
+    });
+    events.emit({
+      kind: "transfer-start",
+      service: "tftp",
+      id: 1,
+      client: "[fd00:1::1:0]:1500",
+      file: "ipxe.efi",
+      size: 1000,
+    });
+    const clients = board.clients();
+    assert.equal(clients.length, 1);
+    assert.deepEqual([clients[0].mac, clients[0].ip, clients[0].label, clients[0].stage], [
+      "52:54:00:77:00:66",
+      "fd00:1::1:0",
+      "UEFI x64 (IPv6)",
+      "nbp",
+    ]);
+  } finally {
+    board.close();
+  }
+});
