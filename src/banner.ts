@@ -73,7 +73,7 @@ export async function banner(
   if (services.length === 0) lines.push("  no services enabled (--no-tftp without --dhcp/--http/--nbd)");
   lines.push(`  netboot: ${netboot.describe()}`);
   lines.push(`  boot files: ${await bootFilesLine(config, netboot)}`);
-  if (config.USE_DHCP) {
+  if (config.USE_DHCP && config.USE_DHCP4) {
     const mode = config.DHCP_MODE_PROXY
       ? "proxyDHCP"
       : `range ${config.DHCP_OFFER_BEGIN}-${config.DHCP_OFFER_END}`;

@@ -43,8 +43,10 @@ export function portsOf(config: PxeConfig): PortUse[] {
     ports.push({ service: "tftp", proto: "UDP", host: config.TFTP_SERVER_IP, port: config.TFTP_PORT });
   }
   if (config.USE_DHCP) {
-    ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: config.DHCP_SERVER_PORT });
-    if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: 4011 });
+    if (config.USE_DHCP4) {
+      ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: config.DHCP_SERVER_PORT });
+      if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp", proto: "UDP", host: "0.0.0.0", port: 4011 });
+    }
     if (config.USE_IPV6) {
       ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 547 });
       if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 4011 });
@@ -93,7 +95,7 @@ function addressProblems(config: PxeConfig, local: readonly string[]): string[] 
   const check = (ip: string, what: string) => {
     if (ip !== "" && !mine(ip)) problems.push(`${what} ${ip} is not an address of this host (${have})`);
   };
-  if (config.USE_DHCP) check(config.DHCP_SERVER_IP, "DHCP_SERVER_IP (--dhcp-server-ip)");
+  if (config.USE_DHCP && config.USE_DHCP4) check(config.DHCP_SERVER_IP, "DHCP_SERVER_IP (--dhcp-server-ip)");
   if (config.USE_TFTP) check(config.TFTP_SERVER_IP, "TFTP_SERVER_IP (--tftp-server-ip)");
   if (config.USE_HTTP) check(config.HTTP_SERVER_IP, "HTTP_SERVER_IP (--http-server-ip)");
   if ([config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "")) {
@@ -101,7 +103,7 @@ function addressProblems(config: PxeConfig, local: readonly string[]): string[] 
   }
   // the file server may be another machine on purpose (a separate TFTP server): a note would do, but
   // pointing clients at an address nobody serves is the classic silent failure, so only when pypxe serves
-  if (config.USE_DHCP && (config.USE_TFTP || config.USE_HTTP)) {
+  if (config.USE_DHCP && config.USE_DHCP4 && (config.USE_TFTP || config.USE_HTTP)) {
     check(
       config.DHCP_FILESERVER,
       "DHCP_FILESERVER (--dhcp-fileserver), where clients fetch their boot file,",
@@ -127,7 +129,7 @@ async function imageProblems(config: PxeConfig): Promise<string[]> {
 /** Saved leases the server would drop (outside the range, reserved for another MAC) and static leases
  * outside the subnet. Reads the lease file and its journals; writes nothing. */
 async function leaseProblems(config: PxeConfig, staticLeases: StaticLeases): Promise<string[]> {
-  if (!config.USE_DHCP) return [];
+  if (!config.USE_DHCP || !config.USE_DHCP4) return [];
   const problems: string[] = [];
   const subnet = (mask: string) =>
     `${networkOf(config.DHCP_SERVER_IP, mask)}/${

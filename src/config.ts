@@ -332,7 +332,20 @@ export function buildConfig(opts: BuildConfigOptions = {}): BuiltConfig {
   const warnings: string[] = [];
 
   if (config.DHCP_MODE_PROXY) config.USE_DHCP = true;
-  const iface = pickInterface(config, explicit, opts.interfaces ?? ipv4Interfaces);
+  const iface = pickInterface(
+    config,
+    explicit,
+    opts.interfaces ?? ipv4Interfaces,
+    opts.interfaces6 ?? ipv6Interfaces,
+  );
+  if (config.USE_DHCP && !config.USE_DHCP4) {
+    if (!config.USE_IPV6) {
+      throw new ConfigError("--no-dhcp4 without --ipv6 leaves no DHCP service: add --ipv6");
+    }
+    if (!explicit.has("USE_DHCP4")) {
+      warnings.push(`${config.INTERFACE} has no IPv4 address: DHCPv6 only there (no IPv4 DHCP)`);
+    }
+  }
   if (iface !== undefined) applyInterface(config, explicit, iface);
   if (config.NETBOOT_FILE === "") {
     config.NETBOOT_FILE = !config.USE_IPXE ? "pxelinux.0" : !config.USE_HTTP ? "boot.ipxe" : "boot.http.ipxe";
@@ -372,6 +385,7 @@ function pickInterface(
   config: PxeConfig,
   explicit: ReadonlySet<ConfigKey>,
   list: () => Ipv4Interface[],
+  list6: () => Ipv6Address[],
 ): BuiltConfig["iface"] {
   if (config.INTERFACE !== "") {
     let all: Ipv4Interface[];
@@ -383,6 +397,11 @@ function pickInterface(
       );
     }
     const found = all.find((i) => i.name === config.INTERFACE);
+    if (found === undefined && config.USE_IPV6 && hasIpv6(config.INTERFACE, list6)) {
+      // an IPv6-only segment: DHCPv6 there, no IPv4 DHCP (nothing to derive IPv4 addresses from)
+      config.USE_DHCP4 = false;
+      return undefined;
+    }
     if (found === undefined) {
       const names = [...new Set(all.map((i) => i.name))];
       // the host's other interfaces only count when the list is the host's (tests inject their own)
@@ -453,7 +472,7 @@ function validate(config: PxeConfig, explicit: ReadonlySet<ConfigKey>): void {
     // the checked form is the value (`--cache-max 100M` is 104857600, a port given as text a number)
     (config as unknown as Record<string, unknown>)[key] = checked.value;
   }
-  if (!config.USE_DHCP) return;
+  if (!config.USE_DHCP || !config.USE_DHCP4) return;
   const { DHCP_OFFER_BEGIN: begin, DHCP_OFFER_END: end, DHCP_SERVER_IP: server, DHCP_SUBNET: mask } = config;
   if (config.DHCP_MODE_PROXY) return;
   if (ipToInt(begin)! > ipToInt(end)!) {
@@ -490,6 +509,15 @@ function nameOf(key: ConfigKey, explicit: ReadonlySet<ConfigKey>): string {
 export function configToJson(config: Partial<PxeConfig>): string {
   const sorted = Object.fromEntries(Object.entries(config).sort(([a], [b]) => a.localeCompare(b)));
   return JSON.stringify(sorted, null, 4);
+}
+
+/** True when this host's interface `name` has an IPv6 address (false when interfaces cannot be listed). */
+function hasIpv6(name: string, list6: () => Ipv6Address[]): boolean {
+  try {
+    return list6().some((a) => a.name === name);
+  } catch {
+    return false;
+  }
 }
 
 /** The names of every network interface of this host (any address family), or null if unknown. */

@@ -99,6 +99,8 @@ export interface PxeConfig {
   DHCP6_OFFER_END: string;
   /** Send router advertisements (M and O flags, the interface's /64) on a segment without a router. */
   USE_RA: boolean;
+  /** IPv4 DHCP with `--dhcp`/`--dhcp-proxy` (false: DHCPv6 only, for an IPv6-only segment). */
+  USE_DHCP4: boolean;
 }
 
 /** The keys that name a boot file (an `http(s)://` URL there is served through the remote cache). */
@@ -836,6 +838,16 @@ export const SETTINGS: SettingsTable = {
     noFlag: "--no-ra",
     ours: true,
     help: "Send router advertisements (managed flag, the interface's /64) on a segment with no router",
+  },
+  USE_DHCP4: {
+    kind: "bool",
+    group: "ipv6",
+    default: true,
+    flag: "--dhcp4",
+    noFlag: "--no-dhcp4",
+    ours: true,
+    defaultText: "on, off by itself for an --interface without IPv4",
+    help: "IPv4 DHCP with --dhcp/--dhcp-proxy; --no-dhcp4 --ipv6 serves DHCPv6 only (an IPv6-only segment)",
   },
 };
 

@@ -325,7 +325,7 @@ function bind(listen: ListenDatagram, hostname: string, port: number): Deno.Data
 /** Builds the DHCP service from the shared context; null when DHCP is off (USE_DHCP false). */
 export const createDhcpService: ServiceFactory = (ctx) => {
   const c = ctx.config;
-  if (!c.USE_DHCP) return null;
+  if (!c.USE_DHCP || !c.USE_DHCP4) return null; // --no-dhcp4: DHCPv6 only
   return new DhcpServer({
     config: c,
     staticLeases: ctx.staticLeases,

@@ -89,3 +89,20 @@ Deno.test("ipv6: address classes and the leases6 file name", () => {
   assert.equal(leases6FileFor("state.d/x.json"), "state.d/x6.json");
   assert.equal(leases6FileFor(""), "");
 });
+
+Deno.test("ipv6: an --interface with IPv6 only serves DHCPv6 only; --no-dhcp4 needs --ipv6", () => {
+  const built = buildConfig({
+    flags: parseArgs(["--dhcp", "--ipv6", "--interface", "eth1"]).flags,
+    interfaces: v4,
+    interfaces6: () => [...lab, addr("eth1", "fd00:9::1", 3)],
+  });
+  assert.equal(built.config.USE_DHCP4, false);
+  assert.equal(built.config.DHCP6_SERVER_IP, "fd00:9::1");
+  assert.deepEqual(built.warnings, ["eth1 has no IPv4 address: DHCPv6 only there (no IPv4 DHCP)"]);
+  assert.throws(
+    () => build(["--dhcp", "--interface", "eth1"], [addr("eth1", "fd00:9::1", 3)]),
+    configError(/--interface eth1: no IPv4 address on that interface/),
+  );
+  assert.throws(() => build(["--dhcp", "--no-dhcp4"]), configError(/--no-dhcp4 without --ipv6/));
+  assert.equal(build(["--dhcp", "--ipv6", "--no-dhcp4"]).USE_DHCP4, false);
+});
