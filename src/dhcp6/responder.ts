@@ -18,6 +18,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
+import { applyMachineDecision, type DhcpMachines } from "../dhcp/machine.ts";
+import { machineFacts6 } from "../machines/facts.ts";
 import { type BootDecision, bootFileFor, type BootFiles, type BootPolicyOptions } from "../dhcp/policy.ts";
 import { clientId, iaAddresses, iaNas, rapidCommit, requestedOptions } from "./accessors.ts";
 import { canonicalIpv6, ipv6ToBig, Leases6 } from "./leases6.ts";
@@ -112,6 +114,8 @@ export interface Dhcp6ResponderOptions {
   now?: () => number;
   events?: BootEvents;
   log?: Log6;
+  /** Per-machine boot (`--machines`, `--boot-api`): its decision changes the boot file, as for IPv4. */
+  machines?: DhcpMachines;
 }
 
 /** DHCPv6 server port, where relays listen too. */
@@ -306,7 +310,24 @@ export class Dhcp6Responder {
     const booting = c.arch !== undefined || /^(PXEClient|HTTPClient)/.test(c.vendorClass ?? "") || c.ipxe;
     if (!booting) return undefined;
     const vendorClass = c.vendorClass ?? "PXEClient"; // iPXE without arch or vendor class still boots
-    const decision = bootFileFor({ arch: c.arch, vendorClass, ipxe: c.ipxe, mac: c.mac }, this.#policy);
+    let decision = bootFileFor({ arch: c.arch, vendorClass, ipxe: c.ipxe, mac: c.mac }, this.#policy);
+    const machines = this.#o.machines;
+    if (machines?.enabled && c.mac !== undefined) {
+      const facts = machineFacts6({ ...c, mac: c.mac });
+      machines.seen(facts);
+      // the groups decide when the boot API's answer is not cached yet (DHCPv6 clients retransmit)
+      const machine = machines.decideNow(facts, true) ?? { kind: "default" as const };
+      decision = applyMachineDecision(decision, machine, {
+        arch: c.arch,
+        vendorClass,
+        ipxe: c.ipxe,
+        mac: c.mac,
+      }, {
+        useHttp: this.#policy.useHttp,
+        fileServer: this.#policy.fileServer,
+        httpPort: this.#policy.httpPort,
+      });
+    }
     if (decision.warning) this.#log.warn(`${x.key}: ${decision.warning}`);
     return decision;
   }

@@ -33,6 +33,7 @@ import type { PxeConfig } from "../settings.ts";
 import type { StaticLeases } from "../static_leases.ts";
 import { loadStaticLeases } from "../static_leases.ts";
 import { type BootFiles, policyOptionsFrom } from "../dhcp/policy.ts";
+import type { DhcpMachines } from "../dhcp/machine.ts";
 import { Dhcp6Responder, type Incoming6, type Log6, type Outgoing6, serverDuidFromMac } from "./responder.ts";
 
 const log = getLogger(["pypxe", "dhcp6"]);
@@ -61,6 +62,8 @@ export interface Dhcp6ServerOptions {
   bootFiles?: BootFiles;
   /** Clock in Unix ms (default Date.now). */
   now?: () => number;
+  /** Per-machine boot, as for IPv4. */
+  machines?: DhcpMachines;
 }
 
 type Slot = "dhcp" | "proxy";
@@ -118,6 +121,7 @@ export class Dhcp6Server implements Service {
       now: opts.now,
       events: opts.events,
       log: responderLog,
+      machines: opts.machines,
     });
   }
 
@@ -357,5 +361,6 @@ export const createDhcp6Service: ServiceFactory = (ctx) => {
     mac: mac === "00:00:00:00:00:00" ? "02:00:00:00:00:01" : mac,
     events: ctx.events,
     staticLeases: ctx.staticLeases,
+    machines: ctx.machines,
   });
 };

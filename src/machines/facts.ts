@@ -117,3 +117,22 @@ function text(read: () => string | undefined): string | undefined {
   const clean = value?.replace(CONTROL, "").trim().slice(0, 255);
   return clean === "" ? undefined : clean;
 }
+
+/** The facts of an IPv6 client (from `describeClient6`): MAC, arch and client kind as for IPv4. */
+export function machineFacts6(
+  info: { mac: string; arch?: number; vendorClass?: string; ipxe: boolean; http: boolean },
+  opts: { ip?: string } = {},
+): MachineFacts {
+  const facts: { -readonly [K in keyof MachineFacts]: MachineFacts[K] } = { mac: info.mac.toLowerCase() };
+  const booting = info.arch !== undefined || info.ipxe ||
+    /^(PXEClient|HTTPClient)/.test(info.vendorClass ?? "");
+  if (booting) {
+    const arch = ARCH_OF_CLIENT_ARCH.get(info.arch ?? 7);
+    if (arch !== undefined) facts.arch = arch;
+    facts.client = info.ipxe ? "ipxe" : info.http ? "http" : "pxe";
+  }
+  if (opts.ip !== undefined) facts.ip = opts.ip;
+  const vendorClass = info.vendorClass?.replace(CONTROL, "");
+  if (vendorClass) facts.vendorClass = vendorClass;
+  return facts;
+}
