@@ -257,7 +257,9 @@ export class Dhcp6Server implements Service {
 
   /** The receive loop of one socket: never gives up while the service runs. */
   async #serve(slot: Slot): Promise<void> {
-    const buf = new Uint8Array(4096);
+    // the largest UDP payload: a datagram past 4 KiB (a relay chain, a long option list) is read whole,
+    // never cut into a different, shorter message
+    const buf = new Uint8Array(65_535);
     let delay = 0;
     while (!this.#stopping) {
       const conn = this.#sockets[slot] ?? await this.#rebind(slot);
