@@ -225,7 +225,7 @@ export class DhcpServer implements Service {
    * (EMFILE, ENOBUFS, ...) backs off 50 ms doubling to 1 s; a socket that is gone is re-bound.
    */
   async #serve(slot: Slot, on: Incoming["on"]): Promise<void> {
-    const buf = new Uint8Array(4096);
+    const buf = new Uint8Array(65_535); // whole datagrams: a longer one is never cut into a shorter message
     let delay = 0;
     while (!this.#stopping) {
       const conn = this.#socketOf(slot) ?? await this.#rebind(slot);
