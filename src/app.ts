@@ -265,6 +265,7 @@ async function startServices(
     netboot,
     httpPort: config.USE_HTTP ? config.HTTP_PORT : null,
     advertiseHost: advertisedHost(config),
+    advertiseHost6: config.USE_IPV6 ? config.DHCP6_SERVER_IP : "",
     machines,
     remoteCache: () => remote.get(),
   });

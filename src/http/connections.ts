@@ -12,10 +12,22 @@
  * - an accept loop that never ends while running: out of descriptors (EMFILE/ENFILE) it closes the
  *   oldest waiting connection and backs off; if the listener itself fails it is bound again.
  *
+ * With `ipv6` it listens on IPv6 too, on the sockets of `dual_stack.ts`'s bind plan (one accept loop
+ * each, one set of connections and caps); IPv4 clients of a dual-stack `::` listener are named as IPv4.
+ *
  * The bytes of each connection (request heads and bodies, responses) are `exchange.ts`'s.
  * @module
  */
 import { closeQuietly, errText } from "../errors.ts";
+import {
+  bindAll,
+  type BindPlan,
+  bindPlan,
+  type BindSpec,
+  bracketHost,
+  hostPort,
+  isMapped,
+} from "../dual_stack.ts";
 import { backoff, isResourceExhaustion, nextBackoff } from "../limits.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
@@ -39,6 +51,10 @@ export {
 export interface HttpConnectionsOptions {
   readonly hostname: string;
   readonly port: number;
+  /** Also listen on IPv6: on `::`, or on `host6` beside a specific `hostname`; default false. */
+  readonly ipv6?: boolean;
+  /** The server's IPv6 address, bound beside a specific IPv4 `hostname`; "" = `::`. */
+  readonly host6?: string;
   readonly handler: HttpHandler;
   /** Open connections at most. */
   readonly maxConnections: number;
@@ -60,11 +76,19 @@ export interface HttpConnectionsOptions {
   readonly listen?: (opts: Deno.TcpListenOptions & { transport?: "tcp" }) => Deno.Listener;
 }
 
+/** One listening socket of the bind plan; `listener` is null while it is being bound again. */
+interface Slot {
+  readonly spec: BindSpec;
+  listener: Deno.Listener | null;
+  loop: Promise<void> | null;
+}
+
 /** HTTP/1.1 connections with caps and timeouts; see the module doc. */
 export class HttpConnections {
   readonly #o: HttpConnectionsOptions;
-  #listener: Deno.Listener | null = null;
-  #acceptLoop: Promise<void> | null = null;
+  /** The sockets to bind (one unless `ipv6`). */
+  readonly #plan: BindPlan;
+  #slots: Slot[] = [];
   readonly #all = new Map<HttpConnection, Promise<void>>();
   /** Connections waiting for a request head, oldest first. */
   readonly #heads = new Set<HttpConnection>();
@@ -84,6 +108,7 @@ export class HttpConnections {
   /** Creates the layer; nothing is bound until {@linkcode start}. */
   constructor(opts: HttpConnectionsOptions) {
     this.#o = opts;
+    this.#plan = bindPlan(opts.hostname, opts.ipv6 ?? false, opts.host6 ?? "");
     this.#exchange = {
       handler: opts.handler,
       onError: opts.onError,
@@ -95,7 +120,12 @@ export class HttpConnections {
 
   /** The bound port. */
   get port(): number {
-    return (this.#listener?.addr as Deno.NetAddr | undefined)?.port ?? this.#o.port;
+    return this.#boundPort || this.#o.port;
+  }
+
+  /** The IPv6 address listened on besides the IPv4 one ("" without `ipv6`). */
+  get host6(): string {
+    return this.#plan.host6;
   }
 
   /** Open connections now. */
@@ -103,14 +133,24 @@ export class HttpConnections {
     return this.#all.size;
   }
 
-  /** Binds (throws what `Deno.listen` throws) and starts accepting. */
+  /**
+   * Binds (throws what `Deno.listen` throws; with several sockets a `BindFailure` naming the address,
+   * see `dual_stack.ts`) and starts accepting.
+   */
   start(): void {
     this.#stopping = false;
     this.#stopAccepting = new AbortController();
     this.#boundPort = 0;
-    this.#listener = this.#bind();
-    this.#boundPort = (this.#listener.addr as Deno.NetAddr).port;
-    this.#acceptLoop = this.#accept();
+    const bound = this.#plan.sockets.length === 1
+      ? { port: 0, bound: [{ spec: this.#plan.sockets[0], socket: this.#bind(this.#plan.sockets[0]) }] }
+      : bindAll(this.#plan, this.#o.port, {
+        open: (hostname, port, reuse) => this.#listen(hostname, port, reuse),
+        portOf: (listener) => (listener.addr as Deno.NetAddr).port,
+        close: (listener) => listener.close(),
+      });
+    this.#boundPort = (bound.bound[0].socket.addr as Deno.NetAddr).port;
+    this.#slots = bound.bound.map(({ spec, socket }) => ({ spec, listener: socket, loop: null }));
+    for (const slot of this.#slots) slot.loop = this.#accept(slot);
     const tick = Math.max(50, Math.min(1000, this.#o.headerTimeoutMs / 4, this.#o.idleTimeoutMs / 4));
     this.#sweeper = setInterval(() => this.#sweep(), tick);
   }
@@ -123,13 +163,16 @@ export class HttpConnections {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#stopAccepting.abort();
-    try {
-      this.#listener?.close();
-    } catch {
-      // already closed
+    for (const slot of this.#slots) {
+      try {
+        slot.listener?.close();
+      } catch {
+        // already closed
+      }
+      slot.listener = null;
     }
-    this.#listener = null;
-    await this.#acceptLoop;
+    await Promise.all(this.#slots.map((slot) => slot.loop));
+    this.#slots = [];
     for (const c of [...this.#heads, ...this.#idles]) this.#close(c, "stopping");
     if (this.#busy.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -147,25 +190,32 @@ export class HttpConnections {
     this.#sweeper = undefined;
   }
 
-  #bind(): Deno.Listener {
-    const listen = this.#o.listen ?? ((o) => Deno.listen(o));
-    return listen({ hostname: this.#o.hostname, port: this.#boundPort || this.#o.port, transport: "tcp" });
+  #bind(spec: BindSpec): Deno.Listener {
+    return this.#listen(spec.host, this.#boundPort || this.#o.port, spec.reuse);
   }
 
-  async #accept(): Promise<void> {
+  #listen(hostname: string, port: number, reuse: boolean): Deno.Listener {
+    const listen = this.#o.listen ?? ((o) => Deno.listen(o));
+    return listen(
+      reuse ? { hostname, port, transport: "tcp", reusePort: true } : { hostname, port, transport: "tcp" },
+    );
+  }
+
+  async #accept(slot: Slot): Promise<void> {
     let delay = 0;
     let accepted = 0;
     const wait = async () => {
       delay = nextBackoff(delay);
       await backoff(delay, this.#stopAccepting.signal);
     };
+    const where = `${bracketHost(slot.spec.host)}:${this.port}`;
     while (!this.#stopping) {
-      const listener = this.#listener;
+      const listener = slot.listener;
       if (listener === null) {
         // the listener failed: bind again until it works
         try {
-          this.#listener = this.#bind();
-          this.#o.log.note("rebound", "info", `listening again on ${this.#o.hostname}:${this.port}`);
+          slot.listener = this.#bind(slot.spec);
+          this.#o.log.note("rebound", "info", `listening again on ${where}`);
           delay = 0;
         } catch (err) {
           this.#o.log.note("rebind", "error", `cannot listen again: ${errText(err)}; retrying`);
@@ -198,7 +248,7 @@ export class HttpConnections {
           } catch {
             // already closed
           }
-          if (this.#listener === listener) this.#listener = null;
+          if (slot.listener === listener) slot.listener = null;
         }
         await wait();
         continue;
@@ -206,6 +256,19 @@ export class HttpConnections {
       if (this.#stopping) {
         closeQuietly(conn);
         return;
+      }
+      if (slot.spec.refuseMapped && isMapped((conn.remoteAddr as Deno.NetAddr).hostname)) {
+        // an IPv4 client of an address this server does not bind, reaching the `::` listener
+        closeQuietly(conn);
+        this.#o.log.note(
+          "not-bound",
+          "debug",
+          `${
+            hostPort(conn.remoteAddr as Deno.NetAddr)
+          }: connection to an IPv4 address other than ${this.#o.hostname} closed`,
+          "connections to unserved IPv4 addresses closed",
+        );
+        continue;
       }
       if (this.#all.size >= this.#o.maxConnections && !this.#evictOne()) {
         closeQuietly(conn);
@@ -230,7 +293,7 @@ export class HttpConnections {
   #dropped(outcome: "refused" | "timed-out", remote: Deno.NetAddr, why: string): void {
     this.#o.onDropped?.(outcome);
     const label = outcome === "refused" ? "connections refused at the cap" : "connections timed out";
-    this.#o.log.note(outcome, "info", `${remote.hostname}:${remote.port}: ${why}`, label);
+    this.#o.log.note(outcome, "info", `${hostPort(remote)}: ${why}`, label);
   }
 
   #sweep(): void {

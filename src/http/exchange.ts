@@ -6,6 +6,7 @@
  * length, chunked) by the same connection state the request was read with.
  * @module
  */
+import { hostPort, plainAddr } from "../dual_stack.ts";
 import { errText } from "../errors.ts";
 import type { LogThrottle } from "../log_throttle.ts";
 import {
@@ -150,7 +151,8 @@ export class HttpConnection {
   /** Wraps an accepted connection. */
   constructor(conn: Deno.Conn, ctx: ExchangeContext) {
     this.conn = conn;
-    this.remote = conn.remoteAddr as Deno.NetAddr;
+    // a dual-stack `::` listener reports IPv4 clients as ::ffff:a.b.c.d: name them as IPv4
+    this.remote = plainAddr(conn.remoteAddr as Deno.NetAddr);
     this.#ctx = ctx;
   }
 
@@ -288,7 +290,7 @@ export class HttpConnection {
     this.#ctx.log.note(
       "malformed",
       "debug",
-      `${this.remote.hostname}:${this.remote.port}: ${err.status} ${err.message}`,
+      `${hostPort(this.remote)}: ${err.status} ${err.message}`,
       "malformed requests",
     );
     const text = encoder.encode(`${err.status} ${err.message}\n`);

@@ -14,6 +14,7 @@ import { getLogger } from "@logtape/logtape";
 import { errText } from "../errors.ts";
 import type { BootEvents } from "../events.ts";
 import { describeBindError } from "../net.ts";
+import { BindFailure, bracketHost, hostPort } from "../dual_stack.ts";
 import { isRoutineMiss, NetbootError, type NetbootFile, type NetbootFs } from "../netboot/fs.ts";
 import { BootFiles } from "../netboot/files.ts";
 import { isResourceExhaustion } from "../limits.ts";
@@ -37,6 +38,10 @@ export interface HttpServerOptions {
   host: string;
   /** Port to bind; 0 picks a free one (see {@linkcode HttpServer.port}). */
   port: number;
+  /** Also serve IPv6 (`--ipv6`): on `::`, or on `host6` beside a specific `host`; default false. */
+  ipv6?: boolean;
+  /** The server's IPv6 address (DHCP6_SERVER_IP), bound beside a specific IPv4 `host`; "" = `::`. */
+  host6?: string;
   netboot: NetbootFs;
   /**
    * The served view of the tree (lookups, generated menus, small files in memory), shared with TFTP.
@@ -103,9 +108,14 @@ export class HttpServer implements Service {
   readonly name = "http";
   readonly #opts:
     & Required<
-      Omit<HttpServerOptions, "events" | "advertiseHost" | "routes" | "listen" | "files" | "revalidateMs">
+      Omit<
+        HttpServerOptions,
+        "events" | "advertiseHost" | "routes" | "listen" | "files" | "revalidateMs" | "ipv6" | "host6"
+      >
     >
     & {
+      ipv6?: boolean;
+      host6?: string;
       events?: BootEvents;
       advertiseHost?: string;
       routes?: HttpServerOptions["routes"];
@@ -135,6 +145,7 @@ export class HttpServer implements Service {
     this.#files = opts.files ?? new BootFiles({
       netboot: opts.netboot,
       advertiseHost: opts.advertiseHost,
+      advertiseHost6: opts.ipv6 ? opts.host6 : undefined,
       revalidateMs: opts.revalidateMs,
     });
   }
@@ -159,6 +170,8 @@ export class HttpServer implements Service {
     const server = new HttpConnections({
       hostname: host,
       port,
+      ipv6: this.#opts.ipv6,
+      host6: this.#opts.host6,
       handler: (req, info) => this.#handle(req, info),
       maxConnections: this.#opts.maxConnections,
       headerTimeoutMs: this.#opts.headerTimeoutMs,
@@ -176,7 +189,10 @@ export class HttpServer implements Service {
       server.start();
     } catch (err) {
       throttle.close();
-      return Promise.reject(new Error(describeBindError(err, { service: "http", proto: "TCP", host, port })));
+      const [where, cause] = err instanceof BindFailure ? [bracketHost(err.host), err.cause] : [host, err];
+      return Promise.reject(
+        new Error(describeBindError(cause, { service: "http", proto: "TCP", host: where, port })),
+      );
     }
     this.#server = server;
     this.#throttle = throttle;
@@ -195,9 +211,12 @@ export class HttpServer implements Service {
     this.#throttle = null;
   }
 
-  /** The listening endpoint for the banner. */
+  /** The listening endpoints for the banner (`TCP 0.0.0.0:80`, plus `TCP [::]:80` with IPv6). */
   endpoints(): string[] {
-    return [`TCP ${this.#opts.host}:${this.port}`];
+    const list = [`TCP ${this.#opts.host}:${this.port}`];
+    const host6 = this.#server?.host6 ?? (this.#opts.ipv6 ? this.#opts.host6 || "::" : "");
+    if (host6 !== "") list.push(`TCP ${bracketHost(host6)}:${this.port}`);
+    return list;
   }
 
   /** Drops remembered lookups and menu inputs (SIGHUP). */
@@ -211,7 +230,7 @@ export class HttpServer implements Service {
     const path = requestPath(req.target);
     // remoteAddr is lazy and unreadable once the request closed: read it before any await
     let client: string | undefined;
-    const who = () => client ??= `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    const who = () => client ??= hostPort(info.remoteAddr);
     const done = (o: Outcome) => {
       if (!this.#opts.requestLog) return;
       const secs = ((performance.now() - started) / 1000).toFixed(3);
@@ -280,7 +299,7 @@ export class HttpServer implements Service {
       this.#opts.events?.emit({
         kind: "file-refused",
         service: "http",
-        client: `${info.remoteAddr.hostname}:${info.remoteAddr.port}`,
+        client: hostPort(info.remoteAddr),
         file: name,
         reason: err.code === "forbidden" ? "forbidden" : "not-found",
         routine: isRoutineMiss(name) || name === "favicon.ico",
@@ -334,7 +353,7 @@ export class HttpServer implements Service {
       done({ status, bytes: 0, outcome: "ok" });
       return rawResponse(status, Object.entries(headers), null);
     }
-    const client = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    const client = hostPort(info.remoteAddr);
     const end = this.#transfer(
       client,
       file.name,
@@ -429,7 +448,7 @@ export class HttpServer implements Service {
     const events = this.#opts.events;
     if (events === undefined) return;
     const id = events.nextId();
-    const client = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    const client = hostPort(info.remoteAddr);
     events.emit({ kind: "transfer-start", service: "http", id, client, file, size });
     events.emit({
       kind: "transfer-end",
@@ -453,7 +472,7 @@ export class HttpServer implements Service {
     const { status, headers, start, length } = answer;
     const { file } = entry;
     const isHead = req.method === "HEAD";
-    const client = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
+    const client = hostPort(info.remoteAddr);
     const fail = (status: number, detail: string) => {
       done({ status, bytes: 0, outcome: detail });
       return errorResponse(status, detail);
@@ -557,6 +576,8 @@ export const createHttpService: ServiceFactory = (ctx) => {
   return new HttpServer({
     host: bound,
     port: ctx.config.HTTP_PORT,
+    ipv6: ctx.config.USE_IPV6,
+    host6: ctx.config.DHCP6_SERVER_IP,
     netboot: ctx.netboot,
     files: ctx.files,
     events: ctx.events,

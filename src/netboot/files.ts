@@ -8,12 +8,16 @@
  * `boot.ipxe`, over TFTP, and only when the tree has something to list: a `menu.json`, a kernel folder
  * or an iPXE script, see `dropins.ts`); then the embedded tree; then the generated `grub/grub.cfg`.
  * Generated menus name the server by the address the client can reach (the local interface on the
- * client's subnet, else the advertised address). With per-machine boot on (`machines`), the per-machine
+ * client's subnet, else the advertised address; for an IPv6 client the bracketed IPv6 address of the
+ * interface whose prefix holds it, else `[advertiseHost6]`). With per-machine boot on (`machines`), the per-machine
  * files of `machine.ts` come first (after the overlay's file of the same name).
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { inSubnet, ipToInt, type Ipv4Interface, ipv4Interfaces } from "../net.ts";
+import { type Ipv6Address, ipv6Interfaces, isRoutable6 } from "../net6.ts";
+import { parseIpv6 } from "../dhcp6/address.ts";
+import { plainIp } from "../dual_stack.ts";
 import { FileCache } from "./cache.ts";
 import { type DropIns, DropInScanner } from "./dropins.ts";
 import { NetbootError, type NetbootFile, type NetbootFs, normaliseName } from "./fs.ts";
@@ -67,6 +71,13 @@ export interface BootFilesOptions {
   readonly revalidateMs?: number;
   /** Local IPv4 interfaces (tests inject them); default: the host's, plus loopback. */
   readonly interfaces?: () => readonly Ipv4Interface[];
+  /**
+   * The server's IPv6 address (DHCP6_SERVER_IP) in menus for an IPv6 client no local interface shares a
+   * prefix with; "" or absent: the IPv4 `advertiseHost`.
+   */
+  readonly advertiseHost6?: string;
+  /** Local IPv6 interface addresses (tests inject them); default: the host's (`net6.ts`). */
+  readonly interfaces6?: () => readonly Ipv6Address[];
   /** Per-machine boot (`--machines`, `--boot-api`): per-machine files are generated from its answers. */
   readonly machines?: MachineChooser;
   /**
@@ -128,6 +139,8 @@ export class BootFiles {
   readonly #advertise: string | undefined;
   readonly #revalidateMs: number;
   readonly #interfaces: () => readonly Ipv4Interface[];
+  readonly #advertise6: string;
+  readonly #interfaces6: () => readonly Ipv6Address[];
   readonly #bodies: FileCache;
   readonly #lookups = new Map<string, Lookup>();
   #tree: TreeInputs | null = null;
@@ -148,6 +161,8 @@ export class BootFiles {
     this.#advertise = opts.advertiseHost;
     this.#revalidateMs = opts.revalidateMs ?? 1000;
     this.#interfaces = opts.interfaces ?? localInterfaces;
+    this.#advertise6 = opts.advertiseHost6 ?? "";
+    this.#interfaces6 = opts.interfaces6 ?? localInterfaces6;
     this.#machines = opts.machines;
     this.#remoteCache = opts.remoteCache;
     this.#bodies = new FileCache({
@@ -231,12 +246,35 @@ export class BootFiles {
     this.#menu = null;
   }
 
-  /** The address generated menus give a client at `clientIp`. */
+  /**
+   * The address generated menus give a client at `clientIp`, ready for a URL: `192.168.0.2`, or for an
+   * IPv6 client `[fd00::1]` (the local address whose prefix holds the client, else `[advertiseHost6]`).
+   */
   hostFor(clientIp?: string): string {
-    if (clientIp !== undefined && ipToInt(clientIp) !== null) {
-      for (const i of this.#interfaces()) if (inSubnet(clientIp, i.address, i.netmask)) return i.address;
+    const ip = clientIp === undefined ? undefined : plainIp(clientIp.replace(/%.*$/, ""));
+    if (ip !== undefined && ipToInt(ip) !== null) {
+      for (const i of this.#interfaces()) if (inSubnet(ip, i.address, i.netmask)) return i.address;
+    } else if (ip !== undefined && ip.includes(":")) {
+      const local = this.#hostFor6(ip);
+      if (local !== null) return `[${local}]`;
     }
     return this.#advertise ?? "127.0.0.1";
+  }
+
+  /** The local IPv6 address sharing a prefix with `clientIp` (`::1` for `::1`), else `advertiseHost6`. */
+  #hostFor6(clientIp: string): string | null {
+    const client = parseIpv6(clientIp);
+    if (client === undefined) return null;
+    if (clientIp === "::1") return "::1";
+    // a link-local client matches every interface's fe80::/64; such an address needs a zone in a URL
+    if (isRoutable6(clientIp)) {
+      for (const i of this.#interfaces6()) {
+        if (!isRoutable6(i.address)) continue;
+        const local = parseIpv6(i.address);
+        if (local !== undefined && samePrefix(client, local, i.prefix)) return i.address;
+      }
+    }
+    return this.#advertise6 === "" ? null : this.#advertise6;
   }
 
   async #lookup(name: string): Promise<NetbootFile | null> {
@@ -486,6 +524,25 @@ export class BootFiles {
 function generated(name: string, text: string, mtime: Date): NetbootFile {
   const content = new TextEncoder().encode(text);
   return { name, path: "", size: content.length, mtime, layer: "generated", content };
+}
+
+/** True when `a` and `b` agree in their first `bits` bits. */
+function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
+  const full = Math.min(16, Math.floor(bits / 8));
+  for (let i = 0; i < full; i++) if (a[i] !== b[i]) return false;
+  const rest = bits % 8;
+  if (rest === 0 || full >= 16) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (a[full] & mask) === (b[full] & mask);
+}
+
+function localInterfaces6(): readonly Ipv6Address[] {
+  try {
+    return ipv6Interfaces();
+  } catch (err) {
+    log.debug("cannot list IPv6 interfaces: {err}", { err: errText(err) });
+    return [];
+  }
 }
 
 function localInterfaces(): readonly Ipv4Interface[] {

@@ -2,7 +2,9 @@
  * The TFTP service: each datagram on the request socket (port 69 by default, kept alive by
  * {@linkcode RequestSocket}) that is a read request becomes a {@linkcode Transfer} on its own socket;
  * writes and bad paths are refused with the right ERROR, anything malformed is dropped with a DEBUG line.
- * Nothing a client sends can stop the service.
+ * Nothing a client sends can stop the service. With `ipv6` it serves IPv6 too, on the request sockets of
+ * `dual_stack.ts`'s bind plan; an IPv6 client's transfer gets an IPv6 socket, an IPv4 client (also one
+ * that reached a dual-stack `::` socket) an IPv4 one, and is named as plain IPv4.
  *
  * @example
  * ```ts
@@ -18,6 +20,17 @@ import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { literal, LogThrottle, type ThrottledLevel } from "../log_throttle.ts";
 import { describeBindError } from "../net.ts";
+import {
+  bindAll,
+  BindFailure,
+  type BindPlan,
+  bindPlan,
+  type BindSpec,
+  bracketHost,
+  hostPort,
+  isMapped,
+  plainAddr,
+} from "../dual_stack.ts";
 import {
   isRoutineMiss,
   NetbootError,
@@ -50,6 +63,10 @@ export interface TftpServerOptions {
   host: string;
   /** Request port; 0 picks a free one (tests). */
   port: number;
+  /** Also serve IPv6 (`--ipv6`): on `::`, or on `host6` beside a specific `host`; default false. */
+  ipv6?: boolean;
+  /** The server's IPv6 address (DHCP6_SERVER_IP), bound beside a specific IPv4 `host`; "" = `::`. */
+  host6?: string;
   netboot: NetbootFs;
   /**
    * The served view of the tree (lookups, generated menus, small files in memory), shared with HTTP so
@@ -83,7 +100,12 @@ export class TftpServer implements Service {
   readonly #o: TftpServerOptions;
   readonly #files: BootFiles;
   readonly #listen: ListenDatagram;
-  readonly #requests: RequestSocket;
+  /** The sockets to bind (one unless `ipv6`; see dual_stack.ts). */
+  readonly #plan: BindPlan;
+  /** The bound request sockets with what they are for; empty until `start()`. */
+  #requests: { spec: BindSpec; socket: RequestSocket }[] = [];
+  #port = 0;
+  #stopping = false;
   /** Per-packet warnings: one line per kind per 10 s, then a count. */
   readonly #throttle = new LogThrottle({ log });
   /** Running and starting transfers by client `ip:port`. */
@@ -99,18 +121,12 @@ export class TftpServer implements Service {
       cacheFileMax: opts.cacheFileBytes,
       cacheTotalMax: opts.cacheTotalBytes,
     });
-    this.#requests = new RequestSocket({
-      host: opts.host,
-      port: opts.port,
-      listen: this.#listen,
-      note: (kind, level, message, label) => this.#note(kind, level, message, label),
-      onDatagram: (bytes, from) => this.#onDatagram(bytes, from),
-    });
+    this.#plan = bindPlan(opts.host, opts.ipv6 ?? false, opts.host6 ?? "");
   }
 
   /** The bound request port (useful with port 0). */
   get port(): number {
-    return this.#requests.port;
+    return this.#port;
   }
 
   /** Number of transfers running now. */
@@ -118,37 +134,78 @@ export class TftpServer implements Service {
     return this.#active.size;
   }
 
-  /** Binds the request socket; rejects with a one-line message when it cannot. */
+  /** Binds the request socket(s); rejects with a one-line message when it cannot. */
   start(): Promise<void> {
-    if (this.#requests.running) return Promise.resolve();
-    const { host, port } = this.#o;
+    if (this.#requests.length > 0) return Promise.resolve();
+    const { port } = this.#o;
+    let bound;
     try {
-      this.#requests.open();
+      bound = bindAll(this.#plan, port, {
+        open: (hostname, port, reuse) => this.#listenOn(hostname, port, reuse),
+        portOf: (socket) => (socket.addr as Deno.NetAddr).port,
+        close: (socket) => socket.close(),
+      });
     } catch (err) {
-      return Promise.reject(new Error(describeBindError(err, { service: "tftp", proto: "UDP", host, port })));
+      const [host, cause] = err instanceof BindFailure
+        ? [bracketHost(err.host), err.cause]
+        : [this.#o.host, err];
+      return Promise.reject(
+        new Error(describeBindError(cause, { service: "tftp", proto: "UDP", host, port })),
+      );
     }
-    log.debug("listening on UDP {host}:{port}", { host, port: this.#requests.port });
+    this.#port = bound.port;
+    this.#stopping = false;
+    for (const { spec, socket: first } of bound.bound) {
+      let adopt: Deno.DatagramConn | null = first;
+      const requests: RequestSocket = new RequestSocket({
+        host: spec.host,
+        port: bound.port,
+        // the first open() takes the socket bound above; a re-bind after a loss binds the same way
+        listen: (o) => {
+          const socket = adopt ?? this.#listenOn(o.hostname ?? spec.host, o.port ?? bound.port, spec.reuse);
+          adopt = null;
+          return socket;
+        },
+        note: (kind, level, message, label) => this.#note(kind, level, message, label),
+        onDatagram: (bytes, from) => this.#onDatagram(bytes, from, spec, requests),
+      });
+      requests.open();
+      this.#requests.push({ spec, socket: requests });
+      log.debug("listening on UDP {host}:{port}", { host: bracketHost(spec.host), port: bound.port });
+    }
     return Promise.resolve();
   }
 
   /** Closes every socket, aborts running transfers and waits until all is released. */
   async stop(): Promise<void> {
-    if (!this.#requests.running) return;
-    this.#requests.halt();
+    if (this.#requests.length === 0) return;
+    this.#stopping = true;
+    for (const r of this.#requests) r.socket.halt();
     const aborts: Promise<void>[] = [];
     for (const transfer of this.#active.values()) {
       if (transfer !== null) aborts.push(transfer.abort("server stopping"));
     }
     await Promise.allSettled(aborts);
-    await this.#requests.close();
+    await Promise.allSettled(this.#requests.map((r) => r.socket.close()));
+    this.#requests = [];
     // bounded: every task ends once its socket is closed; new ones are not started while stopping
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     this.#throttle.close();
   }
 
-  /** What the service listens on. */
+  /** What the service listens on (`UDP 0.0.0.0:69`, plus `UDP [::]:69` with IPv6). */
   endpoints(): string[] {
-    return [`UDP ${this.#o.host}:${this.#requests.port || this.#o.port}`];
+    const port = this.#port || this.#o.port;
+    const list = [`UDP ${this.#o.host}:${port}`];
+    if (this.#plan.host6 !== "") list.push(`UDP ${bracketHost(this.#plan.host6)}:${port}`);
+    return list;
+  }
+
+  /** Opens a UDP socket, with port reuse when the bind plan needs it. */
+  #listenOn(hostname: string, port: number, reuse: boolean): Deno.DatagramConn {
+    return this.#listen(
+      reuse ? { transport: "udp", hostname, port, reuseAddress: true } : { transport: "udp", hostname, port },
+    );
   }
 
   /** Logs through the throttle; `message` is plain text (braces are escaped). */
@@ -156,8 +213,19 @@ export class TftpServer implements Service {
     this.#throttle.note(kind, level, () => literal(message()), label);
   }
 
-  #onDatagram(bytes: Uint8Array, from: Deno.NetAddr): void {
-    const client = `${from.hostname}:${from.port}`;
+  #onDatagram(bytes: Uint8Array, raw: Deno.NetAddr, spec: BindSpec, via: RequestSocket): void {
+    if (spec.refuseMapped && isMapped(raw.hostname)) {
+      // an IPv4 client of an address this service does not bind, reaching the `::` socket
+      this.#note(
+        "not-bound",
+        "debug",
+        () => `${hostPort(raw)}: datagram to an IPv4 address other than ${this.#o.host} dropped`,
+        "datagrams to unserved IPv4 addresses dropped",
+      );
+      return;
+    }
+    const from = plainAddr(raw);
+    const client = hostPort(from);
     let packet;
     try {
       packet = decodePacket(bytes);
@@ -178,7 +246,7 @@ export class TftpServer implements Service {
         () => `${client}: write request for '${packet.filename}' refused`,
         "write requests refused",
       );
-      this.#reply(from, ErrorCode.ACCESS_VIOLATION, "Write requests are not allowed");
+      this.#reply(via, from, ErrorCode.ACCESS_VIOLATION, "Write requests are not allowed");
       return;
     }
     if (packet.op !== "rrq") {
@@ -207,7 +275,7 @@ export class TftpServer implements Service {
         () => `${client}: mode '${packet.mode}' refused`,
         "RRQs with a bad mode refused",
       );
-      this.#reply(from, ErrorCode.ILLEGAL_OPERATION, `Unsupported mode '${packet.mode}'`);
+      this.#reply(via, from, ErrorCode.ILLEGAL_OPERATION, `Unsupported mode '${packet.mode}'`);
       return;
     }
     const max = this.#o.maxTransfers ?? 1000;
@@ -218,12 +286,12 @@ export class TftpServer implements Service {
         () => `${client}: '${packet.filename}' refused: too many transfers (${max} running)`,
         "RRQs refused (too many transfers)",
       );
-      this.#reply(from, ErrorCode.NOT_DEFINED, "Server busy, try again");
+      this.#reply(via, from, ErrorCode.NOT_DEFINED, "Server busy, try again");
       return;
     }
     log.trace("{client} <- {packet}", { client, packet: describePacket(packet) });
     this.#active.set(client, null);
-    const task = this.#startTransfer(packet, from, client, mode === "netascii")
+    const task = this.#startTransfer(packet, from, client, mode === "netascii", spec, via)
       .catch((err) =>
         this.#note(
           "failed",
@@ -260,6 +328,8 @@ export class TftpServer implements Service {
     from: Deno.NetAddr,
     client: string,
     netascii: boolean,
+    spec: BindSpec,
+    via: RequestSocket,
   ): Promise<void> {
     let file: NetbootFile;
     try {
@@ -279,7 +349,7 @@ export class TftpServer implements Service {
       if (err.code === "unavailable") log.warn(line, props);
       else if (routine || err.code !== "not-found") log.debug(line, props);
       else log.info(line, props);
-      this.#reply(from, code, text);
+      this.#reply(via, from, code, text);
       const reason = err.code === "forbidden" ? "forbidden" : "not-found";
       this.#o.events.emit({
         kind: "file-refused",
@@ -291,7 +361,7 @@ export class TftpServer implements Service {
       });
       return;
     }
-    if (this.#requests.stopping) {
+    if (this.#stopping) {
       file.remote?.close();
       return;
     }
@@ -309,12 +379,14 @@ export class TftpServer implements Service {
         () => `${client}: cannot read '${file.name}': ${errText(err)}`,
         "RRQs refused (cannot read the file)",
       );
-      this.#reply(from, ErrorCode.NOT_DEFINED, "Cannot read file");
+      this.#reply(via, from, ErrorCode.NOT_DEFINED, "Cannot read file");
       return;
     }
     let transferSocket: Deno.DatagramConn;
     try {
-      transferSocket = this.#listen({ transport: "udp", hostname: this.#o.host, port: 0 });
+      // an IPv6 client gets an IPv6 socket (on the address it reached); an IPv4 one the IPv4 host's
+      const hostname = from.hostname.includes(":") ? spec.host : this.#o.host;
+      transferSocket = this.#listen({ transport: "udp", hostname, port: 0 });
     } catch (err) {
       source.close();
       this.#note(
@@ -323,10 +395,10 @@ export class TftpServer implements Service {
         () => `${client}: no socket for the transfer: ${errText(err)}`,
         "RRQs refused (no socket for the transfer)",
       );
-      this.#reply(from, ErrorCode.NOT_DEFINED, "Server out of sockets");
+      this.#reply(via, from, ErrorCode.NOT_DEFINED, "Server out of sockets");
       return;
     }
-    if (this.#requests.stopping) {
+    if (this.#stopping) {
       source.close();
       transferSocket.close();
       return;
@@ -350,16 +422,16 @@ export class TftpServer implements Service {
     await transfer.run();
   }
 
-  /** Sends an ERROR from the request socket; failures are logged, never thrown. */
-  #reply(to: Deno.NetAddr, code: number, message: string): void {
-    const socket = this.#requests.socket;
-    if (this.#requests.stopping || socket === null) return;
+  /** Sends an ERROR from request socket `via`; failures are logged, never thrown. */
+  #reply(via: RequestSocket, to: Deno.NetAddr, code: number, message: string): void {
+    const socket = via.socket;
+    if (this.#stopping || socket === null) return;
     const task = socket.send(encodePacket({ op: "error", code, message }), to)
       .then(() => {}, (err) =>
         this.#note(
           "reply",
           "debug",
-          () => `ERROR ${code} to ${to.hostname}:${to.port} not sent: ${errText(err)}`,
+          () => `ERROR ${code} to ${hostPort(to)} not sent: ${errText(err)}`,
           "ERROR replies not sent",
         ))
       .finally(() => this.#tasks.delete(task));
@@ -373,6 +445,8 @@ export const createTftpService: ServiceFactory = (ctx) => {
   return new TftpServer({
     host: ctx.config.TFTP_SERVER_IP,
     port: ctx.config.TFTP_PORT,
+    ipv6: ctx.config.USE_IPV6,
+    host6: ctx.config.DHCP6_SERVER_IP,
     netboot: ctx.netboot,
     files: ctx.files,
     events: ctx.events,

@@ -6,6 +6,7 @@
  * @module
  */
 import { errText } from "../errors.ts";
+import { hostPort } from "../dual_stack.ts";
 import { getLogger } from "@logtape/logtape";
 import type { BootEvents } from "../events.ts";
 import { encodePacket, ErrorCode, HEADER_SIZE, Opcode, TftpDecodeError, writeDataHeader } from "./packet.ts";
@@ -60,7 +61,7 @@ export class Transfer {
     this.#o = opts;
     this.id = opts.id;
     this.client = opts.client;
-    this.clientText = `${opts.client.hostname}:${opts.client.port}`;
+    this.clientText = hostPort(opts.client);
     this.#session = opts.session;
     this.#socket = opts.socket;
     this.#source = opts.source;
@@ -240,7 +241,7 @@ export class Transfer {
     log.debug("{client} {file}: datagram from unknown TID {from}", {
       client: this.clientText,
       file: this.#o.file,
-      from: `${from.hostname}:${from.port}`,
+      from: hostPort(from),
     });
     // never answer an ERROR with an ERROR
     if (bytes.length >= 2 && bytes[0] === 0 && bytes[1] === Opcode.ERROR) return;
@@ -249,7 +250,7 @@ export class Transfer {
       await this.#socket.send(reply, from);
     } catch (err) {
       log.debug("ERROR 5 to {from} not sent: {err}", {
-        from: `${from.hostname}:${from.port}`,
+        from: hostPort(from),
         err: String(err),
       });
     }

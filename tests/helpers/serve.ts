@@ -32,6 +32,7 @@ if (spec.service === "dhcp") {
   const tftp = new TftpServer({
     host: spec.host,
     port: spec.port,
+    ipv6: spec.ipv6,
     netboot,
     events,
     cacheFileBytes: spec.cacheOff ? 0 : undefined,
@@ -39,13 +40,14 @@ if (spec.service === "dhcp") {
   server = tftp;
   port = () => tftp.port;
 } else {
-  // like nginx's `access_log off`: no request log, no generated menus
+  // like nginx's `access_log off`: no request log, no generated menus (unless `menus`)
   const netboot = await NetbootFs.open({ overlay: spec.dir, embedded: spec.dir });
   const http = new HttpServer({
     host: spec.host,
     port: spec.port,
+    ipv6: spec.ipv6,
     netboot,
-    menus: false,
+    menus: spec.menus ?? false,
     requestLog: false,
     ...(spec.printEvents ? { events } : {}),
   });

@@ -412,8 +412,8 @@ export type ServiceSpec =
     broadcastAddress?: string;
     listenAddress?: string;
   }
-  | { service: "tftp"; host: string; port: number; dir: string; cacheOff?: boolean }
-  | { service: "http"; host: string; port: number; dir: string };
+  | { service: "tftp"; host: string; port: number; dir: string; cacheOff?: boolean; ipv6?: boolean }
+  | { service: "http"; host: string; port: number; dir: string; ipv6?: boolean; menus?: boolean };
 
 /** Options of {@linkcode spawnService}. */
 export interface SpawnServiceOptions {
