@@ -39,8 +39,12 @@ interface PortUse {
 /** The sockets the enabled services bind. */
 export function portsOf(config: PxeConfig): PortUse[] {
   const ports: PortUse[] = [];
+  // with --ipv6 TFTP and HTTP also bind [::] (one dual-stack socket for the default 0.0.0.0)
+  const six = (host: string) => config.USE_IPV6 ? (host === "0.0.0.0" ? ["::"] : [host, "::"]) : [host];
   if (config.USE_TFTP) {
-    ports.push({ service: "tftp", proto: "UDP", host: config.TFTP_SERVER_IP, port: config.TFTP_PORT });
+    for (const host of six(config.TFTP_SERVER_IP)) {
+      ports.push({ service: "tftp", proto: "UDP", host, port: config.TFTP_PORT });
+    }
   }
   if (config.USE_DHCP) {
     if (config.USE_DHCP4) {
@@ -53,7 +57,9 @@ export function portsOf(config: PxeConfig): PortUse[] {
     }
   }
   if (config.USE_HTTP) {
-    ports.push({ service: "http", proto: "TCP", host: config.HTTP_SERVER_IP, port: config.HTTP_PORT });
+    for (const host of six(config.HTTP_SERVER_IP)) {
+      ports.push({ service: "http", proto: "TCP", host, port: config.HTTP_PORT });
+    }
   }
   if ([config.NBD_BLOCK_DEVICE].flat().some((d) => d !== "")) {
     ports.push({ service: "nbd", proto: "TCP", host: config.NBD_SERVER_IP, port: config.NBD_PORT });
