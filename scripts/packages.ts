@@ -27,6 +27,10 @@ export const TEST_PACKAGES: readonly string[] = [
     "tcpdump",
     "isc-dhcp-client",
     "dnsmasq-base",
+    // rdisc6, which receives --ra's router advertisements (tests/dhcp6/ra_test.ts)
+    "ndisc6",
+    // dhcpcd, a second DHCPv6 client (rapid commit; Debian's busybox has no udhcpc6)
+    "dhcpcd-base",
   ],
   ...["nftables", "libnbd-bin", "nbd-server", "qemu-utils", "qemu-system-x86", "ipxe-qemu", "ovmf"],
   ...["linux-image-amd64", "xorriso", "isolinux", "libcap2-bin", "chromium", "shim-signed"],

@@ -43,6 +43,7 @@ import {
 import { loadStaticLeases, type StaticLeases } from "./static_leases.ts";
 import { createDhcpService } from "./dhcp/server.ts";
 import { createDhcp6Service } from "./dhcp6/server.ts";
+import { createRaService } from "./dhcp6/ra_service.ts";
 import { createHttpService } from "./http/server.ts";
 import { createNbdService } from "./nbd/server.ts";
 import { createTftpService } from "./tftp/server.ts";
@@ -74,6 +75,7 @@ export const SERVICE_FACTORIES: ServiceFactory[] = [
   createHttpService,
   createDhcpService,
   createDhcp6Service,
+  createRaService,
   createNbdService,
   createMachinesService,
 ];
