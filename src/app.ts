@@ -5,7 +5,9 @@
  */
 import { errText } from "./errors.ts";
 import { getLogger } from "@logtape/logtape";
-import { chooseInterface, decideAuto, type ProbeAnswer, probeDhcpServers } from "./auto.ts";
+import { chooseInterface, decideAuto, decideAuto6, type ProbeAnswer, probeDhcpServers } from "./auto.ts";
+import { probeIpv6 } from "./dhcp6/probe6.ts";
+import { ipv6Interfaces, isRoutable6 } from "./net6.ts";
 import { runCheck } from "./check.ts";
 import { helpText, parseArgs } from "./cli.ts";
 import {
@@ -366,6 +368,17 @@ async function applyAuto(
     notes.push(
       "auto: --dhcp given explicitly although another DHCP server answered: two servers now compete",
     );
+  }
+  if (given.USE_IPV6) {
+    // IPv6 where it is safe: the same mode as IPv4, or off with the reason (see decideAuto6)
+    const routable = ipv6Interfaces().some((a) => a.name === iface.name && isRoutable6(a.address));
+    const six = routable
+      ? await probeIpv6(iface.name, timeoutMs)
+      : { router: false, dhcp6Server: null, problems: [] };
+    const decided = decideAuto6(iface.name, decision, { routable, ...six });
+    notes.push(...decided.notes);
+    merged.USE_IPV6 = decided.flags.USE_IPV6;
+    if (decided.flags.USE_RA && !("USE_RA" in given)) merged.USE_RA = true;
   }
   return { flags: merged, notes };
 }

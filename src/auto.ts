@@ -153,3 +153,65 @@ export function decideAuto(
     } s: running full DHCP`,
   };
 }
+
+/** What the IPv6 probe (`probeIpv6`) found, as {@linkcode decideAuto6} reads it. */
+export interface Ipv6Findings {
+  /** The interface has a global or ULA address (boot URLs need one). */
+  readonly routable: boolean;
+  /** A router advertises on the link, or a default route leaves through it. */
+  readonly router: boolean;
+  /** The DHCPv6 server that answered the Solicit, or null. */
+  readonly dhcp6Server: string | null;
+  /** What the probe could not check. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * `--auto --ipv6`: IPv6 follows the IPv4 decision where that is safe. Beside a DHCPv4 and a DHCPv6 server:
+ * proxyDHCP for both. On an isolated segment (neither answered): full DHCPv6 too, plus router
+ * advertisements when no router is there. Mixed (only one family has a server) or no routable address:
+ * IPv6 off with the reason, since pypxe's DHCPv6 would then compete with the site or could name no URL.
+ */
+export function decideAuto6(
+  iface: string,
+  v4: AutoDecision,
+  six: Ipv6Findings,
+): { flags: Partial<PxeConfig>; notes: string[] } {
+  const notes = six.problems.map((p) => `auto: IPv6 probe on ${iface}: ${p}`);
+  const proxy = v4.flags.DHCP_MODE_PROXY === true;
+  const off = (why: string) => ({ flags: { USE_IPV6: false }, notes: [...notes, `auto: IPv6 off: ${why}`] });
+  if (!six.routable) {
+    return off(
+      `${iface} has no global or ULA IPv6 address for the boot URLs (ip -6 addr add fd00::1/64 dev ${iface})`,
+    );
+  }
+  if (proxy && six.dhcp6Server === null) {
+    return off(
+      "a DHCPv4 server answered but no DHCPv6 server did: a full DHCPv6 server would compete with the site",
+    );
+  }
+  if (!proxy && six.dhcp6Server !== null) {
+    return off(
+      `DHCPv6 server ${six.dhcp6Server} answered but no DHCPv4 server did: run --dhcp-proxy --ipv6 --no-dhcp4 beside it`,
+    );
+  }
+  if (proxy) {
+    return {
+      flags: { USE_IPV6: true },
+      notes: [...notes, `auto: DHCPv6 server ${six.dhcp6Server} answered: proxyDHCPv6 beside it`],
+    };
+  }
+  if (six.router) {
+    return {
+      flags: { USE_IPV6: true },
+      notes: [...notes, "auto: no DHCPv6 server answered: running full DHCPv6"],
+    };
+  }
+  return {
+    flags: { USE_IPV6: true, USE_RA: true },
+    notes: [
+      ...notes,
+      "auto: no DHCPv6 server and no router answered: running full DHCPv6 and advertising the /64 (--ra)",
+    ],
+  };
+}

@@ -1,4 +1,5 @@
 /** `--auto` in network namespaces: proxyDHCP beside a DHCP server that answers, full DHCP when none does. */
+import { decideAuto, decideAuto6, type Ipv6Findings } from "../../src/auto.ts";
 import assert from "node:assert/strict";
 import { netnsAvailable, Segment } from "../helpers/netns.ts";
 import { plainDhcpServer, startPypxe } from "../helpers/servers.ts";
@@ -74,4 +75,33 @@ Deno.test("--auto chooses --interface, else the only IPv4 interface, else the on
     decideAuto(eth, [{ server: "10.0.0.1", offered: "10.0.0.9" }], 2000).flags.DHCP_MODE_PROXY,
     true,
   );
+});
+
+Deno.test("auto ipv6: the IPv4 mode where safe, otherwise IPv6 off with the reason", () => {
+  const eth = { name: "eth0", address: "192.168.9.1", netmask: "255.255.255.0" };
+  const full = decideAuto(eth, [], 1000);
+  const proxy = decideAuto(eth, [{ server: "192.168.9.254", offered: "192.168.9.50" }], 1000);
+  const six = (over: Partial<Ipv6Findings> = {}): Ipv6Findings => ({
+    routable: true,
+    router: false,
+    dhcp6Server: null,
+    problems: [],
+    ...over,
+  });
+  const isolated = decideAuto6("eth0", full, six());
+  assert.deepEqual(isolated.flags, { USE_IPV6: true, USE_RA: true });
+  assert.match(isolated.notes.join("\n"), /full DHCPv6 and advertising the \/64 \(--ra\)/);
+  assert.deepEqual(decideAuto6("eth0", full, six({ router: true })).flags, { USE_IPV6: true });
+  const beside = decideAuto6("eth0", proxy, six({ dhcp6Server: "fe80::1" }));
+  assert.deepEqual(beside.flags, { USE_IPV6: true });
+  assert.match(beside.notes.join("\n"), /DHCPv6 server fe80::1 answered: proxyDHCPv6 beside it/);
+  const rogue = decideAuto6("eth0", proxy, six());
+  assert.deepEqual(rogue.flags, { USE_IPV6: false });
+  assert.match(rogue.notes.join("\n"), /IPv6 off: a DHCPv4 server answered but no DHCPv6 server did/);
+  const mixed = decideAuto6("eth0", full, six({ dhcp6Server: "fe80::1" }));
+  assert.match(mixed.notes.join("\n"), /IPv6 off: DHCPv6 server fe80::1 answered but no DHCPv4 server did/);
+  const noUrl = decideAuto6("eth0", full, six({ routable: false, problems: ["cannot bind UDP [::]:546"] }));
+  assert.deepEqual(noUrl.flags, { USE_IPV6: false });
+  assert.match(noUrl.notes[0], /IPv6 probe on eth0: cannot bind/);
+  assert.match(noUrl.notes[1], /eth0 has no global or ULA IPv6 address/);
 });
