@@ -14,6 +14,7 @@
  */
 import { RaService, type RaServiceOptions } from "../../src/dhcp6/ra_service.ts";
 import { type Ipv6Probe, probeIpv6 } from "../../src/dhcp6/probe6.ts";
+import { addAddress6, linkLocalOf, waitDad } from "./netns6.ts";
 import { run } from "./run.ts";
 import { type Daemon, startDaemon } from "./servers.ts";
 
@@ -26,35 +27,14 @@ type ChildSpec =
 
 /**
  * Adds `cidr` (e.g. `fd00::1/64`, without DAD) to `dev` in `ns` unless null, then waits (at most 10 s)
- * until `dev` has no tentative address left.
+ * until `dev` has no tentative address left (the address helpers are tests/helpers/netns6.ts's).
  */
 export async function addIpv6(ns: string, dev: string, cidr: string | null): Promise<void> {
-  if (cidr !== null) {
-    await run(["ip", "-6", "addr", "add", cidr, "dev", dev, "nodad"], {
-      netns: ns,
-      check: true,
-      timeoutMs: 10_000,
-    });
-  }
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const r = await run(["ip", "-6", "-o", "addr", "show", "dev", dev], { netns: ns, timeoutMs: 5000 });
-    if (/ fe80::/.test(r.stdout) && !/tentative/.test(r.stdout)) return;
-    if (Date.now() > deadline) throw new Error(`${dev} in ${ns}: IPv6 not ready: ${r.stdout.trim()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  if (cidr !== null) await addAddress6(ns, dev, cidr);
+  await waitDad(ns, dev);
 }
 
-/** The link-local address of `dev` in `ns` (no zone). */
-export async function linkLocalOf(ns: string, dev: string): Promise<string> {
-  const r = await run(["ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link"], {
-    netns: ns,
-    check: true,
-  });
-  const m = / inet6 (fe80::[0-9a-f:]+)\//.exec(r.stdout);
-  if (m === null) throw new Error(`${dev} in ${ns} has no link-local address: ${r.stdout.trim()}`);
-  return m[1];
-}
+export { linkLocalOf };
 
 /** The `--ra` service running in a namespace. */
 export interface RaProcess extends Daemon {
