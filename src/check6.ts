@@ -70,7 +70,10 @@ export async function checkIpv6(
     const url = decision.file === undefined
       ? "(none)"
       : bootFileUrl(decision.file, { fileServer: policy.fileServer, httpPort: config.HTTP_PORT });
-    lines.push(`  ${label.padEnd(width)}  59=${url}  16=${decision.vendorClass ?? "PXEClient"}`);
+    // full mode sends 16 only for HTTPClient (an address with PXEClient sends OVMF to port 4011 first)
+    const vc = decision.vendorClass ?? "PXEClient";
+    const sixteen = config.DHCP_MODE_PROXY || vc === "HTTPClient" ? `  16=${vc}` : "";
+    lines.push(`  ${label.padEnd(width)}  59=${url}${sixteen}`);
   }
   if (config.DHCP_MODE_PROXY) return { lines, problems };
   const prefix = parseIpv6(server)?.slice(0, 8);

@@ -332,8 +332,20 @@ export class Dhcp6Responder {
     return decision;
   }
 
-  /** An answer of `type`: client id, server id, `body`, DNS when asked (full mode), boot options. */
-  #reply(x: Exchange, type: number, body: Dhcp6Option[], decision: BootDecision | undefined): Dhcp6Message {
+  /**
+   * An answer of `type`: client id, server id, `body`, DNS when asked (full mode), boot options. Vendor
+   * class `PXEClient` goes only into boot-only answers (`proxy`): EDK2 takes an offer with an address and
+   * `PXEClient` for a "DHCP + BINL" offer and asks port 4011 of the boot URL's server for the boot file
+   * before it configures the offered address, which never leaves the firmware (OVMF: PXE-E16, no valid
+   * offer); an offer with an address and a boot URL alone it boots from (what dnsmasq sends).
+   */
+  #reply(
+    x: Exchange,
+    type: number,
+    body: Dhcp6Option[],
+    decision: BootDecision | undefined,
+    proxy = false,
+  ): Dhcp6Message {
     const options = [...x.head, ...body];
     const dns = this.#o.dns ?? [];
     if (
@@ -342,7 +354,11 @@ export class Dhcp6Responder {
     ) {
       options.push({ code: Opt6.DNS_SERVERS, data: encodeAddressList(dns) });
     }
-    if (decision) options.push(...bootOptions(decision, this.#policy));
+    if (decision) {
+      const boot = bootOptions(decision, this.#policy);
+      const dropPxeClass = !proxy && decision.vendorClass !== "HTTPClient";
+      options.push(...(dropPxeClass ? boot.filter((o) => o.code !== Opt6.VENDOR_CLASS) : boot));
+    }
     return { type, transactionId: x.msg.transactionId, options };
   }
 
@@ -351,7 +367,7 @@ export class Dhcp6Responder {
     const decision = this.#boot(x);
     if (decision?.file === undefined) return this.#ignore(x, "proxy mode: not a boot client");
     this.#emit(x, type === MessageType6.ADVERTISE ? "proxy ADVERTISE" : "proxy REPLY", { decision });
-    return this.#reply(x, type, [], decision);
+    return this.#reply(x, type, [], decision, true);
   }
 
   /** Solicit (Advertise, or Reply with Rapid Commit) and Request: an address for each IA_NA. */

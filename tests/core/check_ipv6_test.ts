@@ -26,11 +26,15 @@ Deno.test("check ipv6: boot URLs per client type, bracketed server address", asy
   const { lines, problems } = await checkIpv6(config(["--http", "--ipxe"]), new Map(), six);
   assert.deepEqual(problems, []);
   assert.match(lines[0], /over DHCPv6 \(range fd00:1::1:0-fd00:1::1:ffff\)/);
-  assert.match(lines.join("\n"), /UEFI x64 \(PXEv6\)\s+59=tftp:\/\/\[fd00:1::1\]\/ipxe\.efi\s+16=PXEClient/);
+  assert.match(lines.join("\n"), /UEFI x64 \(PXEv6\)\s+59=tftp:\/\/\[fd00:1::1\]\/ipxe\.efi$/m);
   assert.match(lines.join("\n"), /UEFI HTTP \(IPv6\)\s+59=http:\/\/\[fd00:1::1\]\/ipxe\.efi\s+16=HTTPClient/);
   assert.match(lines.join("\n"), /iPXE UEFI \(IPv6\)\s+59=http:\/\/\[fd00:1::1\]\/boot\.http\.ipxe/);
   const proxy = await checkIpv6(config(["--dhcp-proxy"]), new Map(), six);
   assert.match(proxy.lines[0], /proxyDHCPv6/);
+  assert.match(
+    proxy.lines.join("\n"),
+    /UEFI x64 \(PXEv6\)\s+59=tftp:\/\/\[fd00:1::1\]\/ipxe\.efi\s+16=PXEClient/,
+  );
 });
 
 Deno.test("check ipv6: foreign server address, static lease off the /64, saved lease outside the pool", async () => {

@@ -33,7 +33,7 @@ Deno.test("responder6: OVMF HTTP Solicit -> the very Advertise OVMF accepted fro
   equal(toHex(out[0].bytes), toHex(fixture6("capture-responder-advertise-ovmf-http6.bin")));
 });
 
-Deno.test("responder6: OVMF PXE Solicit, full mode -> Advertise with IA_NA, tftp URL, vendor class 343 PXEClient", () => {
+Deno.test("responder6: OVMF PXE Solicit, full mode -> Advertise with IA_NA, tftp URL, no vendor class", () => {
   const adv = only(responder().handle(fixture6("ovmf-pxe6-solicit.bin"), CLIENT));
   equal(adv.type, T.ADVERTISE);
   equal(adv.transactionId, golden("ovmf-pxe6-solicit.bin").transactionId);
@@ -44,7 +44,9 @@ Deno.test("responder6: OVMF PXE Solicit, full mode -> Advertise with IA_NA, tftp
   deepEqual([ia.t1, ia.t2], [1800, 2880]);
   equal(addressOf(adv), "2001:db8:77::1a0");
   equal(bootFileUrl(adv), "tftp://[2001:db8:77::1]/ipxe.efi");
-  deepEqual(vendorClassText(adv), ["343 PXEClient"]);
+  // with an address, "PXEClient" would make EDK2 ask port 4011 for the boot file before it configures
+  // that address, which fails (PXE-E16 in OVMF, tests/e2e/ipv6_boot_test.ts); dnsmasq sends none either
+  deepEqual(vendorClassText(adv), []);
 });
 
 Deno.test("responder6: OVMF PXE Solicit, proxy mode -> Advertise with boot options and no IA_NA", () => {
