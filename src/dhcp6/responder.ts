@@ -146,6 +146,8 @@ interface Exchange {
   /** Options every answer starts with: client id (echoed) and server id. */
   head: Dhcp6Option[];
   from: Incoming6;
+  /** The client's link as its nearest relay names it (link-address); undefined when not relayed or `::`. */
+  link?: string;
 }
 
 /** Answers single DHCPv6 datagrams without sockets. */
@@ -158,6 +160,7 @@ export class Dhcp6Responder {
   readonly #now: () => number;
   readonly #life: Lifetimes;
   #lastPoolWarning = -Infinity;
+  #lastLinkWarning = -Infinity;
 
   /** Builds the responder; call `leases.load()` before serving when it has a lease file. */
   constructor(opts: Dhcp6ResponderOptions) {
@@ -231,7 +234,8 @@ export class Dhcp6Responder {
     if (duid === undefined && message.type !== MessageType6.INFORMATION_REQUEST) {
       return this.#drop(from, `${messageTypeName6(message.type)} without a client id`);
     }
-    const x: Exchange = { msg: message, client, key, head, from };
+    const link = relays.at(-1)?.linkAddress;
+    const x: Exchange = { msg: message, client, key, head, from, link: link === "::" ? undefined : link };
     const reply = this.#answer(x);
     if (reply === null) return [];
     const out = relays.length > 0 ? wrapReply(relays, reply) : reply;
@@ -376,6 +380,19 @@ export class Dhcp6Responder {
     const body: Dhcp6Option[] = [];
     const given: string[] = [];
     const ias = iaNas(x.msg);
+    if (x.link !== undefined && !this.#onLink(x.link)) {
+      // relayed from another link: the one pool is this link's, an address from it would not work there
+      this.#linkWarning(x.link);
+      for (const ia of ias) {
+        body.push(
+          iaWithStatus(ia.iaid, { code: StatusCode6.NO_ADDRS_AVAIL, message: `no pool for link ${x.link}` }),
+        );
+      }
+      body.push(statusOption(StatusCode6.NO_ADDRS_AVAIL, `no pool for link ${x.link}`));
+      const type = how === "advertise" ? MessageType6.ADVERTISE : MessageType6.REPLY;
+      this.#emit(x, how === "advertise" ? "ADVERTISE" : "REPLY", { reason: `no pool for link ${x.link}` });
+      return this.#reply(x, type, body, undefined);
+    }
     for (const ia of ias) {
       const hint = safe(() => iaAddresses(ia), [])[0]?.address;
       const opts = { hint, duid: x.client.duid };
@@ -401,6 +418,18 @@ export class Dhcp6Responder {
     const sent = how === "advertise" ? "ADVERTISE" : "REPLY";
     this.#emit(x, sent, { decision, ip: given[0], reason: how === "rapid" ? "rapid commit" : undefined });
     return this.#reply(x, type, body, decision);
+  }
+
+  #linkWarning(link: string): void {
+    const now = this.#now();
+    if (now - this.#lastLinkWarning < 60_000) return;
+    this.#lastLinkWarning = now;
+    this.#log.warn(
+      `a relay forwards clients from link ${link}, outside the DHCPv6 range's /${
+        this.#o.prefixLength ?? 64
+      }: ` +
+        `they get no address (serve that link with its own pypxe, or use --dhcp-proxy beside its DHCPv6 server)`,
+    );
   }
 
   #poolWarning(): void {

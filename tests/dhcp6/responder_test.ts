@@ -282,8 +282,33 @@ Deno.test("responder6: RELAY-FORW -> RELAY-REPL to the relay on port 547, Interf
   equal(adv.type, T.ADVERTISE);
   equal(adv.transactionId, inner.transactionId);
   equal(bootFileUrl(adv), "tftp://[2001:db8:77::1]/ipxe.efi");
+  ok(addressOf(adv)?.startsWith("2001:db8:77::1"), "an address of the pool on the relay's link");
   // a RELAY-REPL sent to the server is dropped
   deepEqual(r.handle(out[0].bytes, { address: "2001:db8:77::fe", port: 547 }), []);
+});
+
+Deno.test("responder6: a relay from another link gets NoAddrsAvail (one warning), never an off-link address", () => {
+  const log = memoryLog();
+  const r = responder({ log });
+  const forw = (linkAddress: string): Dhcp6Relay => ({
+    type: 12,
+    hopCount: 0,
+    linkAddress,
+    peerAddress: "fe80::5054:ff:fe77:66",
+    options: [],
+    message: golden("ovmf-pxe6-solicit.bin"),
+  });
+  for (let i = 0; i < 3; i++) {
+    const [out] = r.handle(encodeDhcp6(forw("2001:db8:99::1")), { address: "2001:db8:99::1", port: 547 });
+    const adv = (decodeDhcp6(out.bytes) as Dhcp6Relay).message as Dhcp6Message;
+    equal(adv.type, T.ADVERTISE);
+    equal(addressOf(adv), undefined);
+    equal(statusCode(iaNas(adv)[0])?.code, StatusCode6.NO_ADDRS_AVAIL, "in the IA_NA");
+  }
+  equal(log.lines.filter((l) => l.includes("link 2001:db8:99::1")).length, 1, log.lines.join("\n"));
+  // a relay that cannot name the link (::) is served from the pool
+  const [out] = r.handle(encodeDhcp6(forw("::")), { address: "2001:db8:99::1", port: 547 });
+  ok(addressOf((decodeDhcp6(out.bytes) as Dhcp6Relay).message as Dhcp6Message));
 });
 
 Deno.test("responder6: pool exhaustion -> IA_NA with NoAddrsAvail (and a throttled warning)", () => {
