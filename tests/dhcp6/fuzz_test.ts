@@ -9,21 +9,14 @@ import {
 import * as accessors from "../../src/dhcp6/accessors.ts";
 import { describeClient6 } from "../../src/dhcp6/policy.ts";
 import { type HasOptions6, Opt6 } from "../../src/dhcp6/options.ts";
-import { type Rng, xorshift } from "../helpers/random.ts";
-import { fixture6, fixture6Names, toHex } from "./helpers.ts";
+import * as fz from "../helpers/fuzz.ts";
+import type { Rng } from "../helpers/random.ts";
+import { fixture6, fixture6Names } from "./helpers.ts";
 
 const ITERATIONS = 20_000;
 
-/** Offsets of the 2-byte length fields of the top-level options (message or relay), bounded. */
-function lengthOffsets(b: Uint8Array): number[] {
-  const out: number[] = [];
-  const start = b[0] === 12 || b[0] === 13 ? 34 : 4;
-  for (let at = start; at + 4 <= b.length && out.length < 64;) {
-    out.push(at + 2);
-    at += 4 + ((b[at + 2] << 8) | b[at + 3]);
-  }
-  return out;
-}
+/** DHCPv6 options: 2-byte code, 2-byte length, the value; after a relay's 34-byte header or a message's 4. */
+const DHCP6_OPTIONS = fz.tlvLayout((b) => b[0] === 12 || b[0] === 13 ? 34 : 4, 2, 2, (n) => 4 + n);
 
 /** Wraps `inner` in a RELAY-FORW header (random addresses) with option 9, or a lying option 9 length. */
 function relayAround(inner: Uint8Array, r: Rng, lie: boolean): Uint8Array {
@@ -36,61 +29,19 @@ function relayAround(inner: Uint8Array, r: Rng, lie: boolean): Uint8Array {
   return out;
 }
 
-const MUTATIONS: ((b: Uint8Array, r: Rng) => Uint8Array)[] = [
-  (b, r) => { // flip 1..8 bits
-    const c = b.slice();
-    for (let i = 1 + r.below(8); i > 0 && c.length > 0; i--) c[r.below(c.length)] ^= 1 << r.below(8);
-    return c;
-  },
-  (b, r) => b.slice(0, r.below(b.length + 1)), // truncate anywhere
-  (b, r) => { // a top-level option length lies
-    const c = b.slice();
-    const offs = lengthOffsets(c);
-    if (offs.length === 0) return c;
-    const at = offs[r.below(offs.length)];
-    const old = (c[at] << 8) | c[at + 1];
-    const len = [0, 1, old - 1, old + 1, 0xffff, r.below(0x10000)][r.below(6)] & 0xffff;
-    c.set([len >> 8, len & 255], at);
-    return c;
-  },
-  (b, r) => { // a length byte inside an option value (IA_NA sub-options, vendor class strings) lies
-    const c = b.slice();
-    if (c.length > 8) c[8 + r.below(c.length - 8)] = [0, 1, 0xff, r.below(256)][r.below(4)];
-    return c;
-  },
-  (b, r) => { // insert or delete a byte
-    const at = r.below(b.length + 1);
-    return r.below(2)
-      ? Uint8Array.of(...b.subarray(0, at), r.below(256), ...b.subarray(at))
-      : Uint8Array.of(...b.subarray(0, at), ...b.subarray(at + 1));
-  },
+const MUTATIONS: fz.Mutation[] = [
+  // repeat an option (second Relay Message, second IA_NA...) or append an empty-option flood
+  ...fz.tlvMutations(DHCP6_OPTIONS, { size: 4, min: 400, spread: 200, header: (r) => [0, r.below(100)] }, 4),
+  // a length byte inside an option value (IA_NA sub-options, vendor class strings) lies
+  fz.setByte((c, r) => c.length > 8 ? 8 + r.below(c.length - 8) : undefined, [0, 1, 0xff, fz.ANY_BYTE]),
   (b, r) => { // nested relay bomb: 1..12 relay headers, sometimes one lying about option 9's length
     let c = b;
     const lieAt = r.below(3) === 0 ? r.below(12) : -1;
     for (let i = 0, n = 1 + r.below(12); i < n; i++) c = relayAround(c, r, i === lieAt);
     return c;
   },
-  (b, r) => { // repeat an option (second Relay Message, second IA_NA...) or append an empty-option flood
-    const offs = lengthOffsets(b);
-    if (offs.length === 0 || r.below(2) === 0) {
-      const flood = new Uint8Array(4 * (400 + r.below(200)));
-      for (let i = 0; i < flood.length; i += 4) flood[i + 1] = r.below(100);
-      return Uint8Array.of(...b, ...flood);
-    }
-    const at = offs[r.below(offs.length)] - 2;
-    const end = Math.min(b.length, at + 4 + ((b[at + 2] << 8) | b[at + 3]));
-    return Uint8Array.of(...b, ...b.subarray(at, end));
-  },
-  (b, r) => { // random bytes over the options
-    const c = b.slice();
-    if (c.length > 4) c.set(r.bytes(c.length - 4), 4);
-    return c;
-  },
-  (b, r) => { // the message type becomes a relay type (and back), or 0
-    const c = b.slice();
-    if (c.length > 0) c[0] = [0, 1, 7, 12, 13, 255][r.below(6)];
-    return c;
-  },
+  // the message type becomes a relay type (and back), or 0
+  fz.setByte((c) => c.length > 0 ? 0 : undefined, [0, 1, 7, 12, 13, 255]),
 ];
 
 /** Reads every typed view of a message's options: each must return or throw Dhcp6DecodeError. */
@@ -115,24 +66,17 @@ function readAll(pkt: Dhcp6Packet, label: string): void {
   }
 }
 
+const DHCP6: fz.Codec<Dhcp6Packet> = {
+  decode: decodeDhcp6,
+  encode: encodeDhcp6,
+  error: Dhcp6DecodeError,
+  name: "DHCPv6",
+};
+
 /** decode returns or throws Dhcp6DecodeError; what decodes re-encodes to the very same bytes. */
 function check(input: Uint8Array, label: string): "decoded" | "rejected" {
-  let pkt: Dhcp6Packet;
-  try {
-    pkt = decodeDhcp6(input);
-  } catch (e) {
-    if (e instanceof Dhcp6DecodeError) return "rejected";
-    fail(`${label}: decodeDhcp6 threw ${e}`);
-  }
-  let wire: Uint8Array;
-  try {
-    wire = encodeDhcp6(pkt);
-  } catch (e) {
-    fail(`${label}: encodeDhcp6 of a decoded packet threw ${e}`);
-  }
-  if (wire.length !== input.length || toHex(wire) !== toHex(input)) {
-    fail(`${label}: re-encoding changed the bytes`);
-  }
+  const pkt = fz.roundTrip(input, label, DHCP6);
+  if (pkt === undefined) return "rejected";
   readAll(pkt, label);
   return "decoded";
 }
@@ -140,34 +84,15 @@ function check(input: Uint8Array, label: string): "decoded" | "rejected" {
 Deno.test(`fuzz: ${ITERATIONS} seeded mutations of the DHCPv6 goldens decode or throw Dhcp6DecodeError`, () => {
   const seeds = fixture6Names().map(fixture6);
   ok(seeds.length >= 10);
-  const r = xorshift(0x6d6c6436);
-  const counts = { decoded: 0, rejected: 0 };
-  const kinds = new Array<number>(MUTATIONS.length).fill(0);
-  let slowest = 0;
-  const started = performance.now();
-  for (let i = 0; i < ITERATIONS; i++) {
-    let input: Uint8Array;
-    if (r.below(20) === 0) input = r.bytes(r.below(600)); // pure garbage
-    else {
-      input = seeds[r.below(seeds.length)];
-      for (let m = 1 + r.below(3); m > 0; m--) {
-        const k = r.below(MUTATIONS.length);
-        kinds[k]++;
-        input = MUTATIONS[k](input, r);
-      }
-    }
-    const t = performance.now();
-    counts[check(input, `iteration ${i} (${toHex(input.subarray(0, 48))}...)`)]++;
-    slowest = Math.max(slowest, performance.now() - t);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  console.log(
-    `fuzz: ${JSON.stringify(counts)}, slowest input ${slowest.toFixed(1)} ms, ${seconds.toFixed(1)} s`,
-  );
-  // the mix must exercise both paths and every mutation, or the fuzzer tests nothing
-  ok(counts.decoded > ITERATIONS / 10 && counts.rejected > ITERATIONS / 10, JSON.stringify(counts));
-  ok(kinds.every((n) => n > ITERATIONS / 20), JSON.stringify(kinds));
-  ok(slowest < 250, `one input took ${slowest} ms`);
+  const run = fz.fuzz({
+    seed: 0x6d6c6436,
+    iterations: ITERATIONS,
+    seeds,
+    mutations: MUTATIONS,
+    garbage: 600,
+    check,
+  });
+  fz.assertThorough(run);
 });
 
 Deno.test("fuzz: every golden survives every single truncation and every single-byte value at each offset", () => {

@@ -10,8 +10,9 @@ import { decodeDhcp6, encodeDhcp6 } from "../../src/dhcp6/packet.ts";
 import { advertiserOf, defaultRouteVia, probeSolicit } from "../../src/dhcp6/probe6.ts";
 import { encodeRouterAdvert, encodeRouterSolicit } from "../../src/dhcp6/ra.ts";
 import { buildRouterAdvert } from "../../src/dhcp6/ra_service.ts";
-import { addIpv6, linkLocalOf, probeIpv6In, startRaIn } from "../helpers/ipv6_link.ts";
-import { createPair, netnsAvailable, type NetnsPair } from "../helpers/netns.ts";
+import { linkLocalOf, probeIpv6In, startRaIn } from "../helpers/ipv6_link.ts";
+import { netnsAvailable, type NetnsPair } from "../helpers/netns.ts";
+import { createPair6 } from "../helpers/netns6.ts";
 import { run } from "../helpers/run.ts";
 import { startDnsmasqDhcp } from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
@@ -66,16 +67,8 @@ const missing = netnsAvailable(["dnsmasq", "capsh"]);
 const PROBE_MS = 2500;
 
 /** A pair with fd00::1/64 on the server's vs and only a link-local address on the client's vc. */
-async function ipv6Pair(tag: string): Promise<NetnsPair> {
-  const pair = await createPair({ tag, clientIp: null });
-  try {
-    await addIpv6(pair.server, "vs", "fd00::1/64");
-    await addIpv6(pair.client, "vc", null);
-  } catch (err) {
-    await pair.destroy();
-    throw err;
-  }
-  return pair;
+function ipv6Pair(tag: string): Promise<NetnsPair> {
+  return createPair6({ tag, serverIp6: "fd00::1" });
 }
 
 Deno.test(requires(missing, {

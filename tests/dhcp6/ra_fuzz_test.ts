@@ -8,12 +8,11 @@ import { equal, fail, ok } from "node:assert/strict";
 import { decodeNd, encodeNd, encodeRouterAdvert, NdDecodeError, type NdMessage } from "../../src/dhcp6/ra.ts";
 import { buildRouterAdvert, invalidSolicitation } from "../../src/dhcp6/ra_service.ts";
 import { advertiserOf } from "../../src/dhcp6/probe6.ts";
-import { type Rng, xorshift } from "../helpers/random.ts";
+import * as fz from "../helpers/fuzz.ts";
 
 const ITERATIONS = 20_000;
 
 const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, "").match(/../g) ?? [], (b) => parseInt(b, 16));
-const toHex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 
 const SEEDS: Uint8Array[] = [
   // ra_test.ts's goldens: radvd-like RA (SLLA, prefix, MTU) and an RS with SLLA
@@ -40,65 +39,26 @@ const SEEDS: Uint8Array[] = [
   hex(`85 00 0000 00000000`),
 ];
 
-/** Offsets of the option headers after the fixed header, bounded. */
-function optionOffsets(b: Uint8Array): number[] {
-  const out: number[] = [];
-  for (let at = b[0] === 133 ? 8 : 16; at + 2 <= b.length && out.length < 64;) {
-    out.push(at);
-    if (b[at + 1] === 0) break;
-    at += b[at + 1] * 8;
-  }
-  return out;
-}
+/** ND options: 1-byte type, 1-byte length in 8-byte units (header included); after an RS's 8 bytes or an RA's 16. */
+const ND_OPTIONS = fz.tlvLayout((b) => b[0] === 133 ? 8 : 16, 1, 1, (n) => n * 8);
 
-const MUTATIONS: ((b: Uint8Array, r: Rng) => Uint8Array)[] = [
-  (b, r) => { // flip 1..8 bits
-    const c = b.slice();
-    for (let i = 1 + r.below(8); i > 0 && c.length > 0; i--) c[r.below(c.length)] ^= 1 << r.below(8);
-    return c;
-  },
-  (b, r) => b.slice(0, r.below(b.length + 1)), // truncate anywhere
-  (b, r) => { // an option length lies
-    const c = b.slice();
-    const offs = optionOffsets(c);
-    if (offs.length === 0) return c;
-    const at = offs[r.below(offs.length)] + 1;
-    c[at] = [0, 1, c[at] - 1, c[at] + 1, 255, r.below(256)][r.below(6)] & 255;
-    return c;
-  },
-  (b, r) => { // an option type changes (a prefix becomes an MTU, a raw option becomes a prefix...)
-    const c = b.slice();
-    const offs = optionOffsets(c);
-    if (offs.length > 0) c[offs[r.below(offs.length)]] = [0, 1, 2, 3, 5, 25, r.below(256)][r.below(7)];
-    return c;
-  },
-  (b, r) => { // insert or delete a byte
-    const at = r.below(b.length + 1);
-    return r.below(2)
-      ? Uint8Array.of(...b.subarray(0, at), r.below(256), ...b.subarray(at))
-      : Uint8Array.of(...b.subarray(0, at), ...b.subarray(at + 1));
-  },
-  (b, r) => { // repeat an option, or append a flood of small ones
-    const offs = optionOffsets(b);
-    if (offs.length === 0 || r.below(2) === 0) {
-      const flood = new Uint8Array(8 * (100 + r.below(200)));
-      for (let i = 0; i < flood.length; i += 8) flood.set([r.below(40), 1], i);
-      return Uint8Array.of(...b, ...flood);
-    }
-    const at = offs[r.below(offs.length)];
-    return Uint8Array.of(...b, ...b.subarray(at, Math.min(b.length, at + Math.max(8, b[at + 1] * 8))));
-  },
-  (b, r) => { // random bytes over the body
-    const c = b.slice();
-    if (c.length > 4) c.set(r.bytes(c.length - 4), 4);
-    return c;
-  },
-  (b, r) => { // the type or code changes
-    const c = b.slice();
-    if (c.length > 1) c[r.below(2)] = [0, 1, 133, 134, 135, 255][r.below(6)];
-    return c;
-  },
+const MUTATIONS: fz.Mutation[] = [
+  // repeat an option, or append a flood of small ones
+  ...fz.tlvMutations(ND_OPTIONS, { size: 8, min: 100, spread: 200, header: (r) => [r.below(40), 1] }, 4),
+  // an option type changes (a prefix becomes an MTU, a raw option becomes a prefix...)
+  fz.setByte((c, r) => {
+    const offs = fz.optionHeaders(c, ND_OPTIONS);
+    return offs.length > 0 ? offs[r.below(offs.length)] : undefined;
+  }, [0, 1, 2, 3, 5, 25, fz.ANY_BYTE]),
+  fz.setByte((c, r) => c.length > 1 ? r.below(2) : undefined, [0, 1, 133, 134, 135, 255]), // the type or code changes
 ];
+
+const ND: fz.Codec<NdMessage> = {
+  decode: decodeNd,
+  encode: encodeNd,
+  error: NdDecodeError,
+  name: "ND message",
+};
 
 /** decode returns or throws NdDecodeError; what decodes re-encodes to the same bytes; readers never throw. */
 function check(input: Uint8Array, label: string): "decoded" | "rejected" {
@@ -109,52 +69,20 @@ function check(input: Uint8Array, label: string): "decoded" | "rejected" {
   } catch (e) {
     fail(`${label}: a reader threw ${e}`);
   }
-  let msg: NdMessage;
-  try {
-    msg = decodeNd(input);
-  } catch (e) {
-    if (e instanceof NdDecodeError) return "rejected";
-    fail(`${label}: decodeNd threw ${e}`);
-  }
-  let wire: Uint8Array;
-  try {
-    wire = encodeNd(msg);
-  } catch (e) {
-    fail(`${label}: encoding a decoded message threw ${e}`);
-  }
-  if (toHex(wire) !== toHex(input)) fail(`${label}: re-encoding changed the bytes`);
+  if (fz.roundTrip(input, label, ND) === undefined) return "rejected";
   return "decoded";
 }
 
 Deno.test(`fuzz: ${ITERATIONS} seeded mutations of RA/RS goldens decode or throw NdDecodeError`, () => {
-  const r = xorshift(0x7261_6476);
-  const counts = { decoded: 0, rejected: 0 };
-  const kinds = new Array<number>(MUTATIONS.length).fill(0);
-  let slowest = 0;
-  const started = performance.now();
-  for (let i = 0; i < ITERATIONS; i++) {
-    let input: Uint8Array;
-    if (r.below(20) === 0) input = r.bytes(r.below(300)); // pure garbage
-    else {
-      input = SEEDS[r.below(SEEDS.length)];
-      for (let m = 1 + r.below(3); m > 0; m--) {
-        const k = r.below(MUTATIONS.length);
-        kinds[k]++;
-        input = MUTATIONS[k](input, r);
-      }
-    }
-    const t = performance.now();
-    counts[check(input, `iteration ${i} (${toHex(input.subarray(0, 48))}...)`)]++;
-    slowest = Math.max(slowest, performance.now() - t);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  console.log(
-    `fuzz: ${JSON.stringify(counts)}, slowest input ${slowest.toFixed(1)} ms, ${seconds.toFixed(1)} s`,
-  );
-  // both paths and every mutation must be exercised, or the fuzzer tests nothing
-  ok(counts.decoded > ITERATIONS / 10 && counts.rejected > ITERATIONS / 10, JSON.stringify(counts));
-  ok(kinds.every((n) => n > ITERATIONS / 20), JSON.stringify(kinds));
-  ok(slowest < 250, `one input took ${slowest} ms`);
+  const run = fz.fuzz({
+    seed: 0x7261_6476,
+    iterations: ITERATIONS,
+    seeds: SEEDS,
+    mutations: MUTATIONS,
+    garbage: 300,
+    check,
+  });
+  fz.assertThorough(run);
 });
 
 Deno.test("fuzz: every seed survives every truncation and every single-byte value at each offset", () => {

@@ -29,8 +29,9 @@ import {
   type RaSocket,
 } from "../../src/dhcp6/ra_service.ts";
 import type { ServiceContext } from "../../src/server.ts";
-import { addIpv6, linkLocalOf, raChildArgv, startRaIn } from "../helpers/ipv6_link.ts";
-import { createPair, netnsAvailable, type NetnsPair } from "../helpers/netns.ts";
+import { linkLocalOf, raChildArgv, startRaIn } from "../helpers/ipv6_link.ts";
+import { netnsAvailable, type NetnsPair } from "../helpers/netns.ts";
+import { createPair6 } from "../helpers/netns6.ts";
 import { run } from "../helpers/run.ts";
 import { startDaemon } from "../helpers/servers.ts";
 import { findTool, firstReason, requires } from "../helpers/tools.ts";
@@ -401,17 +402,8 @@ const rdisc6Missing = findTool("rdisc6") === null ? "missing tool rdisc6 (apt-ge
 const nsMissing = netnsAvailable(["tcpdump"]);
 
 /** A pair with IPv6: fd00::1/64 on the server's vs, only link-local on the client's vc (accept_ra=2). */
-async function ipv6Pair(tag: string): Promise<NetnsPair> {
-  const pair = await createPair({ tag, clientIp: null });
-  try {
-    await run(["sysctl", "-qw", "net.ipv6.conf.vc.accept_ra=2"], { netns: pair.client, check: true });
-    await addIpv6(pair.server, "vs", "fd00::1/64");
-    await addIpv6(pair.client, "vc", null);
-  } catch (err) {
-    await pair.destroy();
-    throw err;
-  }
-  return pair;
+function ipv6Pair(tag: string): Promise<NetnsPair> {
+  return createPair6({ tag, serverIp6: "fd00::1", acceptRa: true });
 }
 
 function raOptions(over: Partial<RaServiceOptions> = {}): RaServiceOptions {

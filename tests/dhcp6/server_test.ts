@@ -21,7 +21,8 @@ import {
   sendDatagrams,
   type SendResult,
 } from "../helpers/netns6.ts";
-import { type Rng, xorshift } from "../helpers/random.ts";
+import * as fz from "../helpers/fuzz.ts";
+import { xorshift } from "../helpers/random.ts";
 import { inNetns } from "../helpers/run.ts";
 import { type PypxeProcess, startPypxe } from "../helpers/servers.ts";
 import { requires } from "../helpers/tools.ts";
@@ -125,46 +126,15 @@ Deno.test(requires(netnsMissing, {
 
 // ---------- hostile input ----------
 
-/** Offsets of the 2-byte length fields of the top-level options (message or relay), bounded. */
-function lengthOffsets(b: Uint8Array): number[] {
-  const out: number[] = [];
-  const start = b[0] === 12 || b[0] === 13 ? 34 : 4;
-  for (let at = start; at + 4 <= b.length && out.length < 64;) {
-    out.push(at + 2);
-    at += 4 + ((b[at + 2] << 8) | b[at + 3]);
-  }
-  return out;
-}
+/** DHCPv6 options: 2-byte code, 2-byte length, the value; after a relay's 34-byte header or a message's 4. */
+const DHCP6_OPTIONS = fz.tlvLayout((b) => b[0] === 12 || b[0] === 13 ? 34 : 4, 2, 2, (n) => 4 + n);
 
 /** The mutations of tests/dhcp6/fuzz_test.ts, as datagrams for the wire. */
-const MUTATIONS: ((b: Uint8Array, r: Rng) => Uint8Array)[] = [
-  (b, r) => { // flip 1..8 bits
-    const c = b.slice();
-    for (let i = 1 + r.below(8); i > 0 && c.length > 0; i--) c[r.below(c.length)] ^= 1 << r.below(8);
-    return c;
-  },
-  (b, r) => b.slice(0, r.below(b.length + 1)), // truncate anywhere
-  (b, r) => { // a top-level option length lies
-    const c = b.slice();
-    const offs = lengthOffsets(c);
-    if (offs.length === 0) return c;
-    const at = offs[r.below(offs.length)];
-    const old = (c[at] << 8) | c[at + 1];
-    const len = [0, 1, old - 1, old + 1, 0xffff, r.below(0x10000)][r.below(6)] & 0xffff;
-    c.set([len >> 8, len & 255], at);
-    return c;
-  },
-  (b, r) => { // a length byte inside an option value (IA_NA sub-options, vendor class strings) lies
-    const c = b.slice();
-    if (c.length > 8) c[8 + r.below(c.length - 8)] = [0, 1, 0xff, r.below(256)][r.below(4)];
-    return c;
-  },
-  (b, r) => { // insert or delete a byte
-    const at = r.below(b.length + 1);
-    return r.below(2)
-      ? Uint8Array.of(...b.subarray(0, at), r.below(256), ...b.subarray(at))
-      : Uint8Array.of(...b.subarray(0, at), ...b.subarray(at + 1));
-  },
+const MUTATIONS: fz.Mutation[] = [
+  // repeat an option, or append a flood of empty options
+  ...fz.tlvMutations(DHCP6_OPTIONS, { size: 4, min: 400, spread: 200, header: (r) => [0, r.below(100)] }, 4),
+  // a length byte inside an option value (IA_NA sub-options, vendor class strings) lies
+  fz.setByte((c, r) => c.length > 8 ? 8 + r.below(c.length - 8) : undefined, [0, 1, 0xff, fz.ANY_BYTE]),
   (b, r) => { // relay headers around it (1..10), sometimes one lying about option 9's length
     let c = b;
     const lieAt = r.below(3) === 0 ? r.below(10) : -1;
@@ -179,27 +149,8 @@ const MUTATIONS: ((b: Uint8Array, r: Rng) => Uint8Array)[] = [
     }
     return c;
   },
-  (b, r) => { // repeat an option, or append a flood of empty options
-    const offs = lengthOffsets(b);
-    if (offs.length === 0 || r.below(2) === 0) {
-      const flood = new Uint8Array(4 * (400 + r.below(200)));
-      for (let i = 0; i < flood.length; i += 4) flood[i + 1] = r.below(100);
-      return Uint8Array.of(...b, ...flood);
-    }
-    const at = offs[r.below(offs.length)] - 2;
-    const end = Math.min(b.length, at + 4 + ((b[at + 2] << 8) | b[at + 3]));
-    return Uint8Array.of(...b, ...b.subarray(at, end));
-  },
-  (b, r) => { // random bytes over the options
-    const c = b.slice();
-    if (c.length > 4) c.set(r.bytes(c.length - 4), 4);
-    return c;
-  },
-  (b, r) => { // the message type becomes another (a relay type, a server type, 0, 255)
-    const c = b.slice();
-    if (c.length > 0) c[0] = [0, 1, 2, 3, 5, 7, 8, 12, 13, 255][r.below(10)];
-    return c;
-  },
+  // the message type becomes another (a relay type, a server type, 0, 255)
+  fz.setByte((c) => c.length > 0 ? 0 : undefined, [0, 1, 2, 3, 5, 7, 8, 12, 13, 255]),
   (_b, r) => r.bytes(r.below(600)), // random bytes
 ];
 

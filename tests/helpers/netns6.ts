@@ -210,9 +210,17 @@ export async function createPair6(opts: {
   serverIp?: string;
   serverIp6: string;
   clientIp6?: string;
+  /** Sets net.ipv6.conf.vc.accept_ra=2 in the client first (it takes router advertisements). */
+  acceptRa?: boolean;
 }): Promise<Pair6> {
   const pair = await createPair({ tag: opts.tag, serverIp: opts.serverIp, clientIp: null });
   try {
+    if (opts.acceptRa) {
+      await run(["sysctl", "-qw", `net.ipv6.conf.${pair.clientIf}.accept_ra=2`], {
+        netns: pair.client,
+        check: true,
+      });
+    }
     await addAddress6(pair.server, pair.serverIf, `${opts.serverIp6}/64`);
     if (opts.clientIp6 !== undefined) await addAddress6(pair.client, pair.clientIf, `${opts.clientIp6}/64`);
     await waitDad(pair.server, pair.serverIf);
@@ -222,6 +230,28 @@ export async function createPair6(opts: {
     throw err;
   }
   return { ...pair, serverIp6: opts.serverIp6, clientIp6: opts.clientIp6 ?? null };
+}
+
+/**
+ * The dual-stack bed of the HTTP and TFTP IPv6 tests: {@linkcode createPair} (IPv4 on both ends) with
+ * net.ipv6.bindv6only=1 in the server namespace (`::` is IPv6-only there), `fd00:6::1/64` on the server's
+ * `vs` and `fd00:6::2/64` on the client's `vc` (no duplicate address detection).
+ */
+export async function createBindV6OnlyPair(tag: string): Promise<Pair6> {
+  const pair = await createPair({ tag });
+  try {
+    await run(["sysctl", "-qw", "net.ipv6.bindv6only=1"], {
+      netns: pair.server,
+      check: true,
+      timeoutMs: 10_000,
+    });
+    await addAddress6(pair.server, pair.serverIf, "fd00:6::1/64");
+    await addAddress6(pair.client, pair.clientIf, "fd00:6::2/64");
+  } catch (err) {
+    await pair.destroy();
+    throw err;
+  }
+  return { ...pair, serverIp6: "fd00:6::1", clientIp6: "fd00:6::2" };
 }
 
 async function main(spec: SendSpec): Promise<SendResult> {

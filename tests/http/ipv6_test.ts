@@ -14,7 +14,8 @@ import { NetbootFs } from "../../src/netboot/fs.ts";
 import type { StaticLeases } from "../../src/static_leases.ts";
 import { curl, pseudoRandom, SANITIZE, sha256 } from "./helpers.ts";
 import { freeTcpPort, serveHttpTree, spawnService } from "../helpers/servers.ts";
-import { createPair, netnsAvailable } from "../helpers/netns.ts";
+import { netnsAvailable } from "../helpers/netns.ts";
+import { createBindV6OnlyPair } from "../helpers/netns6.ts";
 import { run } from "../helpers/run.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
@@ -196,14 +197,10 @@ Deno.test(requires(netnsAvailable(["curl", "sysctl"]), {
     "http ipv6: over a veth with bindv6only=1: fd00:6::2 gets files, a range and menus naming [fd00:6::1]",
   ...SANITIZE,
   async fn() {
-    const pair = await createPair({ tag: "http6" });
+    const pair = await createBindV6OnlyPair("http6");
     const dir = await Deno.makeTempDir({ prefix: "pypxe-http6-ns-" });
     let svc: Awaited<ReturnType<typeof spawnService>> | undefined;
     try {
-      const ns = (netns: string, ...cmd: string[]) => run(cmd, { netns, check: true, timeoutMs: 10_000 });
-      await ns(pair.server, "sysctl", "-qw", "net.ipv6.bindv6only=1");
-      await ns(pair.server, "ip", "-6", "addr", "add", "fd00:6::1/64", "dev", pair.serverIf, "nodad");
-      await ns(pair.client, "ip", "-6", "addr", "add", "fd00:6::2/64", "dev", pair.clientIf, "nodad");
       await Deno.writeFile(`${dir}/big.bin`, BIG);
       await Deno.writeFile(`${dir}/top.iso`, new Uint8Array(10));
       svc = await spawnService(

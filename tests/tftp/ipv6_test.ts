@@ -16,7 +16,8 @@ import { sha256File, waitFor } from "./helpers.ts";
 import { writeRandomFile } from "../helpers/random.ts";
 import { run } from "../helpers/run.ts";
 import { freeUdpPort, serveTftpTree, spawnService } from "../helpers/servers.ts";
-import { createPair, netnsAvailable } from "../helpers/netns.ts";
+import { netnsAvailable } from "../helpers/netns.ts";
+import { createBindV6OnlyPair } from "../helpers/netns6.ts";
 import { missingTools, requires } from "../helpers/tools.ts";
 
 const T = { sanitizeResources: true, sanitizeOps: true };
@@ -80,8 +81,8 @@ Deno.test(requires(missingTools("tftp"), {
     try {
       assert.deepEqual(t.server.endpoints(), [`UDP 127.0.0.1:${t.port}`, `UDP [::1]:${t.port}`]);
       await writeRandomFile(`${t.dir}/root/f.bin`, 1_000_000, 6);
-      const get = (mode: string, file: string, out: string) =>
-        run(["tftp", "-6", "::1", String(t.port), "-m", mode, "-c", "get", file, out], { timeoutMs: 30_000 });
+      const get = (mode: string, file: string, out: string, host = ["-6", "::1"]) =>
+        run(["tftp", ...host, String(t.port), "-m", mode, "-c", "get", file, out], { timeoutMs: 30_000 });
       const r = await get("binary", "f.bin", `${t.dir}/o`);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(await sha256File(`${t.dir}/o`), await sha256File(`${t.dir}/root/f.bin`));
@@ -90,17 +91,7 @@ Deno.test(requires(missingTools("tftp"), {
       // tftp-hpa turns the CR LF on the wire back into local line ends
       assert.equal(await Deno.readTextFile(`${t.dir}/menu.txt`), "line one\nline two\r\nend");
       // IPv4 still works on its own socket
-      const v4 = await run([
-        "tftp",
-        "127.0.0.1",
-        String(t.port),
-        "-m",
-        "binary",
-        "-c",
-        "get",
-        "f.bin",
-        `${t.dir}/o4`,
-      ]);
+      const v4 = await get("binary", "f.bin", `${t.dir}/o4`, ["127.0.0.1"]);
       assert.equal(v4.code, 0, v4.stderr);
       assert.ok(await waitFor(() => t.server.activeTransfers === 0));
       const clients = clientsOf(t.events);
@@ -277,15 +268,12 @@ Deno.test(requires(netnsAvailable(["curl", "tftp", "sysctl"]), {
   name: "tftp ipv6: over a veth with bindv6only=1, :: and 0.0.0.0 both bound: fd00:6::2 and 10.213.0.2 fetch",
   ...T,
   async fn() {
-    const pair = await createPair({ tag: "tftp6" });
+    const pair = await createBindV6OnlyPair("tftp6");
     const dir = await Deno.makeTempDir({ prefix: "pypxe-tftp6-ns-" });
     let svc: Awaited<ReturnType<typeof spawnService>> | undefined;
     try {
       const ns = (netns: string, ...cmd: string[]) => run(cmd, { netns, check: true, timeoutMs: 10_000 });
-      await ns(pair.server, "sysctl", "-qw", "net.ipv6.bindv6only=1");
       assert.equal((await ns(pair.server, "sysctl", "-n", "net.ipv6.bindv6only")).stdout.trim(), "1");
-      await ns(pair.server, "ip", "-6", "addr", "add", "fd00:6::1/64", "dev", pair.serverIf, "nodad");
-      await ns(pair.client, "ip", "-6", "addr", "add", "fd00:6::2/64", "dev", pair.clientIf, "nodad");
       await writeRandomFile(`${dir}/f.bin`, 300_000, 21);
       const want = await sha256File(`${dir}/f.bin`);
       svc = await spawnService(
