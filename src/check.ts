@@ -53,7 +53,9 @@ export function portsOf(config: PxeConfig): PortUse[] {
     }
     if (config.USE_IPV6) {
       ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 547 });
-      if (config.DHCP_MODE_PROXY) ports.push({ service: "dhcp6", proto: "UDP", host: "::", port: 4011 });
+      if (config.DHCP_MODE_PROXY) {
+        ports.push({ service: "dhcp6", proto: "UDP", host: config.DHCP6_SERVER_IP || "::", port: 4011 });
+      }
     }
   }
   if (config.USE_HTTP) {

@@ -1,6 +1,6 @@
 /**
- * The DHCPv6 socket server: binds UDP [::]:547 joined to ff02::1:2 on the served interface (and [::]:4011
- * in proxy mode, where EDK2's PXEv6 sends its Request to the boot server), feeds each datagram to a
+ * The DHCPv6 socket server: binds UDP [::]:547 joined to ff02::1:2 on the served interface (and port 4011 of
+ * the server's address in proxy mode, where EDK2's PXEv6 sends its Request to the boot server), feeds each datagram to a
  * {@linkcode Dhcp6Responder} and sends what it returns. Deno gives a datagram no arrival interface and
  * reports link-local sources without their zone, so the server serves one interface and scopes every
  * link-local reply with `%iface`. The receive loops never give up while the service runs: failures back
@@ -176,19 +176,31 @@ export class Dhcp6Server implements Service {
 
   /** The bound endpoints, for the banner. */
   endpoints(): string[] {
-    const host = this.#listenAddress.includes(":") ? `[${this.#listenAddress}]` : this.#listenAddress;
-    const out = [`UDP ${host}:${this.#ports.dhcp} (${ALL_DHCP_SERVERS} on ${this.#o.iface})`];
-    if (this.#o.config.DHCP_MODE_PROXY) out.push(`UDP ${host}:${this.#ports.proxy} (PXE)`);
+    const out = [
+      `UDP [${this.#hostOf("dhcp")}]:${this.#ports.dhcp} (${ALL_DHCP_SERVERS} on ${this.#o.iface})`,
+    ];
+    if (this.#o.config.DHCP_MODE_PROXY) out.push(`UDP [${this.#hostOf("proxy")}]:${this.#ports.proxy} (PXE)`);
     return out;
+  }
+
+  /**
+   * The address `slot` binds. The boot-server socket (4011) binds the server's own address: EDK2 sends its
+   * Request to the boot URL's address and takes only a reply from that address, which a `::` socket
+   * would not guarantee (a reply to the client's link-local address leaves from ours).
+   */
+  #hostOf(slot: Slot): string {
+    const server = this.#o.config.DHCP6_SERVER_IP;
+    return slot === "proxy" && this.#listenAddress === "::" && server !== "" ? server : this.#listenAddress;
   }
 
   #bind(slot: Slot): Deno.DatagramConn {
     const port = this.#ports[slot];
+    const hostname = this.#hostOf(slot);
     try {
-      return this.#listen({ transport: "udp", hostname: this.#listenAddress, port, reuseAddress: true });
+      return this.#listen({ transport: "udp", hostname, port, reuseAddress: true });
     } catch (err) {
       throw new Error(
-        describeBindError(err, { service: "dhcp6", proto: "UDP", host: `[${this.#listenAddress}]`, port }),
+        describeBindError(err, { service: "dhcp6", proto: "UDP", host: `[${hostname}]`, port }),
       );
     }
   }
@@ -244,7 +256,11 @@ export class Dhcp6Server implements Service {
           }
         }
         this.#sockets[slot] = conn;
-        this.#note(`rebound:${slot}`, "info", () => `socket UDP [::]:${this.#ports[slot]} is back`);
+        this.#note(
+          `rebound:${slot}`,
+          "info",
+          () => `socket UDP [${this.#hostOf(slot)}]:${this.#ports[slot]} is back`,
+        );
         return conn;
       } catch (err) {
         this.#note(`rebind:${slot}`, "warn", () => `cannot re-bind yet: ${errText(err)}; retrying`);
@@ -274,7 +290,7 @@ export class Dhcp6Server implements Service {
       } catch (err) {
         if (this.#stopping) return;
         delay = nextBackoff(delay);
-        const where = `UDP [::]:${this.#ports[slot]}`;
+        const where = `UDP [${this.#hostOf(slot)}]:${this.#ports[slot]}`;
         if (socketGone(err)) {
           this.#note(`lost:${slot}`, "warn", () => `socket ${where} is gone (${errText(err)}): re-binding`);
           if (this.#sockets[slot] === conn) this.#sockets[slot] = null;

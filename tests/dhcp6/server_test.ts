@@ -17,6 +17,7 @@ import {
   createPair6,
   type DatagramRecord,
   fromHex,
+  linkLocalOf,
   type Pair6,
   sendDatagrams,
   type SendResult,
@@ -120,6 +121,19 @@ Deno.test(requires(netnsMissing, {
       equal(bootFileUrl(reply), bootFileUrl(advertise));
       deepEqual(iaNas(reply).flatMap((ia) => iaAddresses(ia)), []);
       await pypxe.waitFor(/52:54:00:77:00:66 REQUEST \(UEFI x64 \(IPv6\)\) -> proxy REPLY /, 5000);
+      equal(r2.replies[0].from, SERVER_IP6, "the reply comes from the address the Request went to");
+      // sent from the client's link-local address (a firmware whose global address is still tentative):
+      // the reply must still come from the boot URL's address, which is all EDK2 accepts
+      const linkLocal = await linkLocalOf(pair.client, pair.clientIf);
+      const r3 = await sendDatagrams(pair.client, dir, [{ target: 0, bytes: encodeDhcp6(request) }], {
+        bind: `${linkLocal}%${pair.clientIf}`,
+        targets: [{ hostname: SERVER_IP6, port: 4011 }],
+        waitMs: 3000,
+        untilReplies: 1,
+        maxSeconds: 15,
+      });
+      equal(r3.received, 1, JSON.stringify(r3));
+      deepEqual([r3.replies[0].from, r3.replies[0].port], [SERVER_IP6, 4011]);
     });
   },
 }));
