@@ -3,6 +3,7 @@ import { decideAuto, decideAuto6, type Ipv6Findings } from "../../src/auto.ts";
 import assert from "node:assert/strict";
 import { netnsAvailable, Segment } from "../helpers/netns.ts";
 import { plainDhcpServer, startPypxe } from "../helpers/servers.ts";
+import { enableIpv6 } from "../helpers/segment6.ts";
 import { requires } from "../helpers/tools.ts";
 
 const unavailable = netnsAvailable(["dnsmasq"]);
@@ -54,6 +55,33 @@ Deno.test(requires(unavailable, {
       lines,
       /dhcp: server 10\.\d+\.0\.1\/255\.255\.255\.0 on srv0 \(--interface\), range 10\.\d+\.0\.128-10\.\d+\.0\.227/,
     );
+  },
+}));
+
+Deno.test(requires(unavailable, {
+  name: "--auto --ipv6 on an isolated segment: full DHCP and DHCPv6, plus router advertisements",
+  sanitizeResources: false,
+  fn: async () => {
+    const seg = await Segment.create("auto6");
+    try {
+      await enableIpv6(seg);
+      const pypxe = await startPypxe(
+        ["--auto", "--ipv6", "--interface", seg.serverIf, "--auto-probe-ms", "1000", "--http-port", "8080"],
+        { prefix: seg.inServer() },
+      );
+      const code = await pypxe.stop("SIGTERM");
+      const lines = pypxe.lines.join("\n");
+      assert.equal(code, 0, lines);
+      assert.match(
+        lines,
+        /auto: no DHCPv6 server and no router answered: running full DHCPv6 and advertising/,
+      );
+      assert.match(lines, /dhcp6 +UDP \[::\]:547 \(ff02::1:2 on srv0\)/);
+      assert.match(lines, /ra +ICMPv6 srv0 RA fd00:1::\/64 flags MO/);
+      assert.match(lines, /dhcp6: server fd00:1::1, range fd00:1::1:0-fd00:1::1:ffff/);
+    } finally {
+      await seg.destroy();
+    }
   },
 }));
 
